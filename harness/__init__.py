@@ -1,0 +1,1 @@
+"""phf-harness: pretraining language models with human preferences on DeepSpeed."""

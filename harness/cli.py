@@ -1,0 +1,36 @@
+"""Command-line entry points: parse the run config (errors before any work), then call the library."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from harness.config import ConfigError, config_to_yaml, parse_config
+
+
+def _offline_defaults() -> None:
+    # Never reach for the Hub implicitly; real Hub paths fail with a clear message instead.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """`scripts/train.py`: train (or resume) a run."""
+    _offline_defaults()
+    from harness.distributed import env_world_size
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show = "--print_config" in argv
+    argv = [a for a in argv if a != "--print_config"]
+    try:
+        cfg = parse_config(argv, prog="train.py", world_size=env_world_size())
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if show:
+        print(config_to_yaml(cfg), end="")
+        return 0
+    from harness.engine import train
+
+    train(cfg)
+    return 0

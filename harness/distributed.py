@@ -1,0 +1,97 @@
+"""Process-group set-up that works under `deepspeed`, `torchrun`, SLURM `srun` and plain `python`."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def free_port() -> int:
+    """An unused TCP port on localhost (the launcher's default 29500 collides between runs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def set_single_process_defaults() -> None:
+    """Fill rank/world/master env vars when no launcher did.
+
+    Without them `deepspeed.init_distributed` falls back to MPI discovery, which needs mpi4py.
+    SLURM's `srun` sets SLURM_PROCID/SLURM_NTASKS instead: translate those first.
+    """
+    if "RANK" not in os.environ and "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ:
+        os.environ["RANK"] = os.environ["SLURM_PROCID"]
+        os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+        os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29500")
+
+
+def env_world_size() -> int:
+    """World size announced by the launcher (1 without one), known before init."""
+    return int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
+
+
+def init_distributed() -> None:
+    """Initialise torch.distributed through DeepSpeed (gloo on CPU, nccl on GPU)."""
+    set_single_process_defaults()
+    if dist.is_initialized():
+        return
+    import deepspeed
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    deepspeed.init_distributed(dist_init_required=True)
+
+
+def rank() -> int:
+    """Global rank (0 when not initialised)."""
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """World size (1 when not initialised)."""
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on global rank 0."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Barrier when distributed, no-op otherwise."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(values: list[float], device: torch.device | str = "cpu") -> list[float]:
+    """Sum a list of floats over ranks (one collective)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_true(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """True only if `flag` is true on every rank."""
+    return all_reduce_sum([0.0 if flag else 1.0], device)[0] == 0.0
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Send a picklable object from `src` to all ranks."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -1,0 +1,236 @@
+"""The training loop: DeepSpeed engine, micro batches, logging, evaluation and checkpoints.
+
+    deepspeed --num_gpus 2 scripts/train.py --config configs/pep8_mle.yaml --config configs/quickstart.yaml
+
+setup -> train -> (evaluate, save) as a plain call chain; every number comes from the run config.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import distributed as dist
+from harness.checkpoint import load_checkpoint, save_checkpoint
+from harness.config import Config, config_to_yaml, gradient_accumulation_steps, total_steps
+from harness.data.loader import BlockLoader, LoaderState, eval_batches
+from harness.data.pipeline import DataBundle, prepare_data
+from harness.ds_config import build_ds_config
+from harness.metrics import MetricsLogger, peak_tflops
+from harness.model import LossModel, ModelStats, build_model, model_stats
+from harness.objectives import build_objective
+
+log = logging.getLogger("harness")
+
+
+@dataclass
+class Run:
+    """Everything the loop needs, built once by `setup`."""
+
+    cfg: Config
+    engine: Any
+    data: DataBundle
+    loader: BlockLoader
+    stats: ModelStats
+    metrics: MetricsLogger
+    start_step: int
+    tokens_seen: int
+
+
+def configure_logging() -> None:
+    """INFO on rank 0, WARNING elsewhere, one format."""
+    level = logging.INFO if dist.is_main() else logging.WARNING
+    logging.basicConfig(level=level, format=f"[%(asctime)s rank{dist.rank()}] %(message)s", datefmt="%H:%M:%S", force=True)
+    logging.getLogger("harness").setLevel(level)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay matrices, not biases, norms or embeddings' 1-d params (transformers convention)."""
+    decay, no_decay, seen = [], [], set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def setup(cfg: Config) -> Run:
+    """Initialise processes, data, model and DeepSpeed engine; resume when a checkpoint exists."""
+    import deepspeed
+
+    dist.init_distributed()
+    configure_logging()
+    world = dist.world_size()
+    ds_config = build_ds_config(cfg, world)  # validates batch arithmetic for this world size
+    out = Path(cfg.run.output_dir)
+    ckpt_root = out / "checkpoints"
+    if cfg.checkpoint.resume == "never" and (ckpt_root / "latest").is_file():
+        raise RuntimeError(f"checkpoint.resume=never but {ckpt_root} already has a checkpoint; choose another run.output_dir")
+    if dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(config_to_yaml(cfg))
+    objective = build_objective(cfg.objective)
+    data = prepare_data(cfg)
+    lm = build_model(cfg.model, len(data.tokenizer), cfg.data.seq_len, cfg.run.seed, data.tokenizer.eos_token_id)
+    if cfg.model.gradient_checkpointing:
+        lm.gradient_checkpointing_enable()
+    stats = model_stats(lm, cfg.data.seq_len)
+    log.info("model %s: %s", cfg.model.arch, stats.describe())
+    log.info(
+        "world %d, micro batch %d, gradient accumulation %d, global batch %d, %d steps, precision %s, ZeRO stage %s",
+        world, cfg.train.micro_batch_size, gradient_accumulation_steps(cfg.train, world), cfg.train.global_batch_size,
+        total_steps(cfg), cfg.train.precision, ds_config.get("zero_optimization", {}).get("stage", 0),
+    )
+    module = LossModel(lm, objective)
+    engine, _, _, _ = deepspeed.initialize(model=module, model_parameters=param_groups(module, cfg.train.weight_decay), config=ds_config)
+    state = load_checkpoint(engine, ckpt_root) if cfg.checkpoint.resume == "auto" else None
+    loader_state = LoaderState(seed=cfg.run.seed)
+    start_step = tokens_seen = 0
+    if state is not None:
+        loader_state = LoaderState(**state["loader"])
+        start_step, tokens_seen = state["step"], state["tokens"]
+        log.info("resumed from %s at step %d (%d tokens)", ckpt_root / state["tag"], start_step, tokens_seen)
+    else:
+        torch.manual_seed(cfg.run.seed + dist.rank())  # dropout differs across ranks, reproducibly
+    loader = BlockLoader(data.train, cfg.train.global_batch_size, cfg.train.micro_batch_size, dist.rank(), world, loader_state)
+    metrics = MetricsLogger(cfg, enabled=dist.is_main())
+    return Run(cfg, engine, data, loader, stats, metrics, start_step, tokens_seen)
+
+
+def _to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train_step(run: Run) -> dict[str, float]:
+    """One optimizer step over this rank's micro batches; returns rank-averaged loss and stats."""
+    engine = run.engine
+    sums: dict[str, float] = {}
+    micro_batches = run.loader.next_step()
+    for batch in micro_batches:
+        loss, stats = engine(**_to_device(batch, engine.device))
+        engine.backward(loss)
+        engine.step()
+        for key, value in {"loss": loss, **stats}.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach().float())
+    keys = sorted(sums)
+    totals = dist.all_reduce_sum([sums[k] for k in keys], engine.device)
+    n = len(micro_batches) * dist.world_size()
+    return {k: v / n for k, v in zip(keys, totals)}
+
+
+@torch.no_grad()
+def evaluate(run: Run) -> dict[str, float]:
+    """Mean held-out loss and perplexity over fixed held-out blocks."""
+    engine = run.engine
+    batches = eval_batches(run.data.heldout, run.cfg.train.micro_batch_size, dist.rank(), dist.world_size(), run.cfg.eval.batches)
+    engine.eval()
+    total = 0.0
+    for batch in batches:
+        loss, _ = engine(**_to_device(batch, engine.device))
+        total += float(loss.float())
+    engine.train()
+    summed, count = dist.all_reduce_sum([total, float(len(batches))], engine.device)
+    if count == 0:
+        return {}
+    mean = summed / count
+    return {"eval_loss": mean, "eval_ppl": math.exp(min(mean, 50.0))}
+
+
+def _grad_norm(engine) -> float | None:
+    norm = engine.get_global_grad_norm()
+    if norm is None:
+        return None
+    return float(norm.item() if torch.is_tensor(norm) else norm)
+
+
+def _save(run: Run, step: int) -> None:
+    state = {
+        "step": step,
+        "tokens": run.tokens_seen,
+        "loader": run.loader.state.to_dict(),
+        "config": config_to_yaml(run.cfg),
+        "corpus_fingerprint": run.data.corpus_fingerprint,
+    }
+    folder = save_checkpoint(run.engine, Path(run.cfg.run.output_dir) / "checkpoints", state, run.data.tokenizer, run.cfg.checkpoint.keep_last)
+    log.info("saved checkpoint %s", folder)
+
+
+def fit(run: Run) -> dict[str, float]:
+    """Train from `run.start_step` to the end; returns the last logged metrics."""
+    cfg = run.cfg
+    steps = total_steps(cfg)
+    tokens_per_step = cfg.train.global_batch_size * cfg.data.seq_len
+    peak = peak_tflops(cfg.logging.peak_tflops, cfg.train.precision) * 1e12 * dist.world_size()
+    bar = None
+    if dist.is_main() and cfg.logging.progress_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=run.start_step, desc="train", unit="step", dynamic_ncols=True)
+    last: dict[str, float] = {}
+    window_start, window_tokens = time.perf_counter(), 0
+    bad_steps = 0
+    step = run.start_step
+    while step < steps:
+        out = train_step(run)
+        step += 1
+        run.tokens_seen += tokens_per_step
+        window_tokens += tokens_per_step
+        if not math.isfinite(out["loss"]):
+            bad_steps += 1
+            log.warning("step %d: non-finite loss %s", step, out["loss"])
+            if bad_steps >= cfg.train.max_bad_steps:
+                raise FloatingPointError(f"{bad_steps} consecutive non-finite losses, last at step {step}; stopping without saving")
+        else:
+            bad_steps = 0
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{out['loss']:.4f}")
+        is_last = step == steps
+        if step % cfg.logging.every_steps == 0 or is_last or step == run.start_step + 1:
+            elapsed = time.perf_counter() - window_start
+            tokens_per_s = window_tokens / max(elapsed, 1e-9)
+            last = {
+                "step": step,
+                **out,
+                "lr": float(run.engine.get_lr()[0]),
+                "grad_norm": _grad_norm(run.engine),
+                "tokens": run.tokens_seen,
+                "tokens_per_s": tokens_per_s,
+                "mfu": run.stats.flops_per_token * tokens_per_s / peak,
+                "epoch": run.loader.epoch,
+            }
+            run.metrics.log(last)
+            if bar is None:
+                log.info("step %d/%d loss %.4f lr %.2e tokens/s %.0f", step, steps, out["loss"], last["lr"], tokens_per_s)
+            window_start, window_tokens = time.perf_counter(), 0
+        if (cfg.eval.every_steps and step % cfg.eval.every_steps == 0) or is_last:
+            ev = evaluate(run)
+            if ev:
+                run.metrics.log({"step": step, "tokens": run.tokens_seen, **ev})
+                last.update(ev)
+                log.info("step %d eval loss %.4f", step, ev["eval_loss"])
+        if (cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0) or is_last:
+            _save(run, step)
+    if bar is not None:
+        bar.close()
+    run.metrics.close()
+    return last
+
+
+def train(cfg: Config) -> dict[str, float]:
+    """Set up and train a run to its end (resuming if possible)."""
+    run = setup(cfg)
+    if run.start_step >= total_steps(cfg):
+        log.info("run already complete at step %d", run.start_step)
+        return {}
+    return fit(run)
