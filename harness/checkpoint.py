@@ -52,7 +52,11 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def rng_state() -> dict[str, Any]:
     """RNG states of this process (Python, NumPy, torch CPU and CUDA)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -85,7 +89,10 @@ def save_checkpoint(engine, root: Path, state: dict[str, Any], tokenizer, keep_l
     atomic_torch_save(rng_state(), folder / f"rng_state_rank{dist.rank()}.pt")
     if dist.is_main():
         tokenizer.save_pretrained(str(folder / "tokenizer"))
-        atomic_write_text(folder / "harness_state.json", json.dumps({**state, "world_size": dist.world_size()}, indent=2))
+        atomic_write_text(
+            folder / "harness_state.json",
+            json.dumps({**state, "world_size": dist.world_size()}, indent=2),
+        )
     dist.barrier()  # every rank's files are on disk before the checkpoint is published
     if dist.is_main():
         atomic_write_text(root / "latest", tag)
@@ -97,7 +104,9 @@ def save_checkpoint(engine, root: Path, state: dict[str, Any], tokenizer, keep_l
 def prune_checkpoints(root: Path, keep_last: int) -> None:
     """Delete all but the newest `keep_last` published checkpoints (never the one `latest` names)."""
     current = latest_tag(root)
-    tags = sorted((p.name for p in root.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True)
+    tags = sorted(
+        (p.name for p in root.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True
+    )
     for old in tags[keep_last:]:
         if old != current:
             shutil.rmtree(root / old, ignore_errors=True)
@@ -109,7 +118,9 @@ def load_checkpoint(engine, root: Path) -> dict[str, Any] | None:
     tag = dist.broadcast_object(latest_tag(root) if dist.is_main() else None)
     if tag is None:
         return None
-    load_path, _ = engine.load_checkpoint(str(root), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True)
+    load_path, _ = engine.load_checkpoint(
+        str(root), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
     if load_path is None:
         raise RuntimeError(f"checkpoint {root / tag}: DeepSpeed could not load it")
     state = json.loads((root / tag / "harness_state.json").read_text())

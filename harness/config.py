@@ -223,7 +223,9 @@ def build_parser(prog: str = "train.py"):
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(prog=prog, exit_on_error=False, description=__doc__)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML run config; repeat to merge in order.")
+    parser.add_argument(
+        "--config", action=ActionConfigFile, help="YAML run config; repeat to merge in order."
+    )
     for name, factory in SECTIONS.items():
         parser.add_argument(f"--{name}", type=type(factory()), default=factory())
     return parser
@@ -244,7 +246,9 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
     return out
 
 
-def parse_config(argv: list[str] | None = None, prog: str = "train.py", world_size: int | None = None) -> Config:
+def parse_config(
+    argv: list[str] | None = None, prog: str = "train.py", world_size: int | None = None
+) -> Config:
     """Parse and validate a run config from command-line arguments; raise ConfigError naming the key."""
     argv = strip_launcher_args(sys.argv[1:] if argv is None else list(argv))
     for i, arg in enumerate(argv):
@@ -260,7 +264,9 @@ def parse_config(argv: list[str] | None = None, prog: str = "train.py", world_si
     try:
         cfg.run.output_dir = cfg.run.output_dir.format(name=cfg.run.name)
     except (KeyError, IndexError, ValueError):
-        raise ConfigError(f"run.output_dir: only {{name}} may be substituted, got {cfg.run.output_dir!r}") from None
+        raise ConfigError(
+            f"run.output_dir: only {{name}} may be substituted, got {cfg.run.output_dir!r}"
+        ) from None
     validate_config(cfg, world_size=world_size)
     return cfg
 
@@ -326,10 +332,17 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
     if (t.max_steps is None) == (t.max_tokens is None):
         errors.append("train.max_steps / train.max_tokens: set exactly one of them")
     need(t.max_steps is None or t.max_steps > 0, f"train.max_steps must be > 0, got {t.max_steps}")
-    need(t.max_tokens is None or t.max_tokens > 0, f"train.max_tokens must be > 0, got {t.max_tokens}")
+    need(
+        t.max_tokens is None or t.max_tokens > 0,
+        f"train.max_tokens must be > 0, got {t.max_tokens}",
+    )
     need(t.global_batch_size > 0, f"train.global_batch_size must be > 0, got {t.global_batch_size}")
     need(t.micro_batch_size > 0, f"train.micro_batch_size must be > 0, got {t.micro_batch_size}")
-    if t.global_batch_size > 0 and t.micro_batch_size > 0 and t.global_batch_size % t.micro_batch_size:
+    if (
+        t.global_batch_size > 0
+        and t.micro_batch_size > 0
+        and t.global_batch_size % t.micro_batch_size
+    ):
         errors.append(
             f"train.global_batch_size={t.global_batch_size} is not a multiple of "
             f"train.micro_batch_size={t.micro_batch_size}"
@@ -341,21 +354,38 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
             errors.append(str(err))
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
     need(0.0 <= t.warmup_ratio < 1.0, f"train.warmup_ratio must be in [0, 1), got {t.warmup_ratio}")
-    need(0.0 <= t.min_lr_ratio <= 1.0, f"train.min_lr_ratio must be in [0, 1], got {t.min_lr_ratio}")
+    need(
+        0.0 <= t.min_lr_ratio <= 1.0, f"train.min_lr_ratio must be in [0, 1], got {t.min_lr_ratio}"
+    )
     need(t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}")
     need(t.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {t.grad_clip}")
     need(t.max_bad_steps >= 1, f"train.max_bad_steps must be >= 1, got {t.max_bad_steps}")
 
     need(d.seq_len >= 8, f"data.seq_len must be >= 8, got {d.seq_len}")
     need(d.num_shards >= 1, f"data.num_shards must be >= 1, got {d.num_shards}")
-    need(0.0 <= d.heldout_fraction < 1.0, f"data.heldout_fraction must be in [0, 1), got {d.heldout_fraction}")
-    need(d.vocab_size >= 300, f"data.vocab_size must be >= 300 (256 bytes + specials), got {d.vocab_size}")
-    need(d.max_documents is None or d.max_documents > 0, f"data.max_documents must be > 0, got {d.max_documents}")
-    if d.tokenizer is not None and not d.tokenizer.startswith("hf:") and not Path(d.tokenizer).exists():
+    need(
+        0.0 <= d.heldout_fraction < 1.0,
+        f"data.heldout_fraction must be in [0, 1), got {d.heldout_fraction}",
+    )
+    need(
+        d.vocab_size >= 300,
+        f"data.vocab_size must be >= 300 (256 bytes + specials), got {d.vocab_size}",
+    )
+    need(
+        d.max_documents is None or d.max_documents > 0,
+        f"data.max_documents must be > 0, got {d.max_documents}",
+    )
+    if (
+        d.tokenizer is not None
+        and not d.tokenizer.startswith("hf:")
+        and not Path(d.tokenizer).exists()
+    ):
         errors.append(f"data.tokenizer: path not found: {d.tokenizer}")
 
     if m.path is not None and not Path(m.path).is_dir():
-        errors.append(f"model.path: folder not found: {m.path} (give a local folder with config.json)")
+        errors.append(
+            f"model.path: folder not found: {m.path} (give a local folder with config.json)"
+        )
     if m.path is None and not m.from_scratch:
         errors.append("model.from_scratch is false but model.path is not set: nothing to load")
     need(m.n_layer > 0, f"model.n_layer must be > 0, got {m.n_layer}")
@@ -365,8 +395,13 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
     need(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
 
     if o.name not in OBJECTIVES and "." not in o.name:
-        errors.append(f"objective.name: unknown objective {o.name!r}; choose one of {', '.join(OBJECTIVES)} or a class path")
-    need(0.0 <= o.drop_token_fraction <= 1.0, f"objective.drop_token_fraction must be in [0, 1], got {o.drop_token_fraction}")
+        errors.append(
+            f"objective.name: unknown objective {o.name!r}; choose one of {', '.join(OBJECTIVES)} or a class path"
+        )
+    need(
+        0.0 <= o.drop_token_fraction <= 1.0,
+        f"objective.drop_token_fraction must be in [0, 1], got {o.drop_token_fraction}",
+    )
     need(o.beta > 0, f"objective.beta must be > 0, got {o.beta}")
     need(o.clip_weight_max > 0, f"objective.clip_weight_max must be > 0, got {o.clip_weight_max}")
     if o.name in ("filtering", "conditional") and o.threshold is None:
@@ -376,11 +411,20 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
     if o.name in ("awr",) and not 0.0 <= o.alpha <= 1.0:
         errors.append(f"objective.alpha must be in [0, 1] for awr, got {o.alpha}")
 
-    need(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
-    need(cfg.checkpoint.keep_last >= 1, f"checkpoint.keep_last must be >= 1, got {cfg.checkpoint.keep_last}")
+    need(
+        cfg.checkpoint.every_steps >= 0,
+        f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}",
+    )
+    need(
+        cfg.checkpoint.keep_last >= 1,
+        f"checkpoint.keep_last must be >= 1, got {cfg.checkpoint.keep_last}",
+    )
     need(cfg.eval.every_steps >= 0, f"eval.every_steps must be >= 0, got {cfg.eval.every_steps}")
     need(cfg.eval.batches >= 1, f"eval.batches must be >= 1, got {cfg.eval.batches}")
-    need(cfg.logging.every_steps >= 1, f"logging.every_steps must be >= 1, got {cfg.logging.every_steps}")
+    need(
+        cfg.logging.every_steps >= 1,
+        f"logging.every_steps must be >= 1, got {cfg.logging.every_steps}",
+    )
 
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))

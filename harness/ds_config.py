@@ -103,7 +103,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -129,7 +129,10 @@ def build_ds_config(cfg: Config, world_size: int) -> dict[str, Any]:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
     ds = copy.deepcopy(user)
     # A scheduler type chosen by the run config replaces any params of another type in the file.
-    if _get(ds, "scheduler.type") is not _MISSING and ds["scheduler"]["type"] != owned["scheduler.type"][0]:
+    if (
+        _get(ds, "scheduler.type") is not _MISSING
+        and ds["scheduler"]["type"] != owned["scheduler.type"][0]
+    ):
         ds.pop("scheduler")
     for key, (value, _) in owned.items():
         _set(ds, key, value)

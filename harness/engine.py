@@ -46,7 +46,12 @@ class Run:
 def configure_logging() -> None:
     """INFO on rank 0, WARNING elsewhere, one format."""
     level = logging.INFO if dist.is_main() else logging.WARNING
-    logging.basicConfig(level=level, format=f"[%(asctime)s rank{dist.rank()}] %(message)s", datefmt="%H:%M:%S", force=True)
+    logging.basicConfig(
+        level=level,
+        format=f"[%(asctime)s rank{dist.rank()}] %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
     logging.getLogger("harness").setLevel(level)
 
 
@@ -57,7 +62,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
+        (
+            no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay
+        ).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -75,34 +82,65 @@ def setup(cfg: Config) -> Run:
     out = Path(cfg.run.output_dir)
     ckpt_root = out / "checkpoints"
     if cfg.checkpoint.resume == "never" and (ckpt_root / "latest").is_file():
-        raise RuntimeError(f"checkpoint.resume=never but {ckpt_root} already has a checkpoint; choose another run.output_dir")
+        raise RuntimeError(
+            f"checkpoint.resume=never but {ckpt_root} already has a checkpoint; choose another run.output_dir"
+        )
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(config_to_yaml(cfg))
-    objective = build_objective(cfg.objective)
-    data = prepare_data(cfg)
-    lm = build_model(cfg.model, len(data.tokenizer), cfg.data.seq_len, cfg.run.seed, data.tokenizer.eos_token_id)
+    objective = build_objective(cfg.objective, cfg.run.seed)
+    data = prepare_data(
+        cfg,
+        objective.treat,
+        objective.treatment_key(),
+        control_tokens=bool(objective.control_tokens),
+    )
+    lm = build_model(
+        cfg.model, len(data.tokenizer), cfg.data.seq_len, cfg.run.seed, data.tokenizer.eos_token_id
+    )
+    objective.prepare_model(lm, data.tokenizer)
     if cfg.model.gradient_checkpointing:
         lm.gradient_checkpointing_enable()
     stats = model_stats(lm, cfg.data.seq_len)
     log.info("model %s: %s", cfg.model.arch, stats.describe())
     log.info(
         "world %d, micro batch %d, gradient accumulation %d, global batch %d, %d steps, precision %s, ZeRO stage %s",
-        world, cfg.train.micro_batch_size, gradient_accumulation_steps(cfg.train, world), cfg.train.global_batch_size,
-        total_steps(cfg), cfg.train.precision, ds_config.get("zero_optimization", {}).get("stage", 0),
+        world,
+        cfg.train.micro_batch_size,
+        gradient_accumulation_steps(cfg.train, world),
+        cfg.train.global_batch_size,
+        total_steps(cfg),
+        cfg.train.precision,
+        ds_config.get("zero_optimization", {}).get("stage", 0),
     )
-    module = LossModel(lm, objective)
-    engine, _, _, _ = deepspeed.initialize(model=module, model_parameters=param_groups(module, cfg.train.weight_decay), config=ds_config)
+    module = LossModel(lm, objective, objective.build_value_head(lm.config.hidden_size))
+    engine, _, _, _ = deepspeed.initialize(
+        model=module,
+        model_parameters=param_groups(module, cfg.train.weight_decay),
+        config=ds_config,
+    )
     state = load_checkpoint(engine, ckpt_root) if cfg.checkpoint.resume == "auto" else None
     loader_state = LoaderState(seed=cfg.run.seed)
     start_step = tokens_seen = 0
     if state is not None:
         loader_state = LoaderState(**state["loader"])
         start_step, tokens_seen = state["step"], state["tokens"]
-        log.info("resumed from %s at step %d (%d tokens)", ckpt_root / state["tag"], start_step, tokens_seen)
+        log.info(
+            "resumed from %s at step %d (%d tokens)",
+            ckpt_root / state["tag"],
+            start_step,
+            tokens_seen,
+        )
     else:
         torch.manual_seed(cfg.run.seed + dist.rank())  # dropout differs across ranks, reproducibly
-    loader = BlockLoader(data.train, cfg.train.global_batch_size, cfg.train.micro_batch_size, dist.rank(), world, loader_state)
+    loader = BlockLoader(
+        data.train,
+        cfg.train.global_batch_size,
+        cfg.train.micro_batch_size,
+        dist.rank(),
+        world,
+        loader_state,
+    )
     metrics = MetricsLogger(cfg, enabled=dist.is_main())
     return Run(cfg, engine, data, loader, stats, metrics, start_step, tokens_seen)
 
@@ -125,14 +163,20 @@ def train_step(run: Run) -> dict[str, float]:
     keys = sorted(sums)
     totals = dist.all_reduce_sum([sums[k] for k in keys], engine.device)
     n = len(micro_batches) * dist.world_size()
-    return {k: v / n for k, v in zip(keys, totals)}
+    return {k: v / n for k, v in zip(keys, totals, strict=True)}
 
 
 @torch.no_grad()
 def evaluate(run: Run) -> dict[str, float]:
     """Mean held-out loss and perplexity over fixed held-out blocks."""
     engine = run.engine
-    batches = eval_batches(run.data.heldout, run.cfg.train.micro_batch_size, dist.rank(), dist.world_size(), run.cfg.eval.batches)
+    batches = eval_batches(
+        run.data.heldout,
+        run.cfg.train.micro_batch_size,
+        dist.rank(),
+        dist.world_size(),
+        run.cfg.eval.batches,
+    )
     engine.eval()
     total = 0.0
     for batch in batches:
@@ -161,7 +205,13 @@ def _save(run: Run, step: int) -> None:
         "config": config_to_yaml(run.cfg),
         "corpus_fingerprint": run.data.corpus_fingerprint,
     }
-    folder = save_checkpoint(run.engine, Path(run.cfg.run.output_dir) / "checkpoints", state, run.data.tokenizer, run.cfg.checkpoint.keep_last)
+    folder = save_checkpoint(
+        run.engine,
+        Path(run.cfg.run.output_dir) / "checkpoints",
+        state,
+        run.data.tokenizer,
+        run.cfg.checkpoint.keep_last,
+    )
     log.info("saved checkpoint %s", folder)
 
 
@@ -175,7 +225,9 @@ def fit(run: Run) -> dict[str, float]:
     if dist.is_main() and cfg.logging.progress_bar:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps, initial=run.start_step, desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=steps, initial=run.start_step, desc="train", unit="step", dynamic_ncols=True
+        )
     last: dict[str, float] = {}
     window_start, window_tokens = time.perf_counter(), 0
     bad_steps = 0
@@ -189,7 +241,9 @@ def fit(run: Run) -> dict[str, float]:
             bad_steps += 1
             log.warning("step %d: non-finite loss %s", step, out["loss"])
             if bad_steps >= cfg.train.max_bad_steps:
-                raise FloatingPointError(f"{bad_steps} consecutive non-finite losses, last at step {step}; stopping without saving")
+                raise FloatingPointError(
+                    f"{bad_steps} consecutive non-finite losses, last at step {step}; stopping without saving"
+                )
         else:
             bad_steps = 0
         if bar is not None:
@@ -211,7 +265,14 @@ def fit(run: Run) -> dict[str, float]:
             }
             run.metrics.log(last)
             if bar is None:
-                log.info("step %d/%d loss %.4f lr %.2e tokens/s %.0f", step, steps, out["loss"], last["lr"], tokens_per_s)
+                log.info(
+                    "step %d/%d loss %.4f lr %.2e tokens/s %.0f",
+                    step,
+                    steps,
+                    out["loss"],
+                    last["lr"],
+                    tokens_per_s,
+                )
             window_start, window_tokens = time.perf_counter(), 0
         if (cfg.eval.every_steps and step % cfg.eval.every_steps == 0) or is_last:
             ev = evaluate(run)

@@ -15,7 +15,16 @@ from harness.config import Config, config_to_dict
 log = logging.getLogger(__name__)
 
 # Dense peak TFLOP/s per device for MFU, by a substring of the CUDA device name (bf16/fp16 tensor cores).
-GPU_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "A10G": 125.0, "L40S": 362.0, "L4": 121.0, "V100": 125.0, "4090": 165.0}
+GPU_PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "A10G": 125.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "V100": 125.0,
+    "4090": 165.0,
+}
 
 
 def peak_tflops(configured: float | None, precision: str) -> float:

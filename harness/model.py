@@ -22,14 +22,18 @@ from harness.config import ModelConfig
 log = logging.getLogger(__name__)
 
 
-def build_model(mcfg: ModelConfig, vocab_size: int, seq_len: int, seed: int, eos_token_id: int | None = None) -> nn.Module:
+def build_model(
+    mcfg: ModelConfig, vocab_size: int, seq_len: int, seed: int, eos_token_id: int | None = None
+) -> nn.Module:
     """A transformers causal LM, from scratch (seeded) or loaded from a local folder."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if mcfg.path is not None and not mcfg.from_scratch:
         config_file = Path(mcfg.path) / "config.json"
         if not config_file.is_file():
-            raise FileNotFoundError(f"model.path: {config_file} not found (a transformers model folder is needed)")
+            raise FileNotFoundError(
+                f"model.path: {config_file} not found (a transformers model folder is needed)"
+            )
         model = AutoModelForCausalLM.from_pretrained(mcfg.path, local_files_only=True)
         if model.get_input_embeddings().weight.shape[0] < vocab_size:
             model.resize_token_embeddings(vocab_size)
@@ -65,7 +69,9 @@ def backbone(lm: nn.Module) -> nn.Module:
     """The transformer body of a transformers causal LM (GPT2Model for GPT2LMHeadModel)."""
     body = getattr(lm, "base_model", None)
     if body is None or body is lm:
-        raise ValueError(f"{type(lm).__name__}: cannot find the backbone (base_model) to get hidden states from")
+        raise ValueError(
+            f"{type(lm).__name__}: cannot find the backbone (base_model) to get hidden states from"
+        )
     return body
 
 
@@ -119,15 +125,18 @@ class LossModel(nn.Module):
         self.value_head = value_head
         out = lm.get_output_embeddings()
         if getattr(out, "bias", None) is not None:
-            raise ValueError(f"{type(lm).__name__}: output layer with bias is not supported by the fused loss")
+            raise ValueError(
+                f"{type(lm).__name__}: output layer with bias is not supported by the fused loss"
+            )
         import deepspeed
 
         # Used outside its owning module's forward: let ZeRO-3 gather it for ours.
         deepspeed.zero.register_external_parameter(self, out.weight)
 
-    def forward(self, input_ids: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, input_ids: torch.Tensor, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean loss over predicted tokens; the score of token t+1 weights the prediction at t."""
         hidden = backbone(self.lm)(input_ids=input_ids).last_hidden_state
         weight = self.lm.get_output_embeddings().weight
-        values = self.value_head(hidden) if self.value_head is not None else None
-        return self.objective.loss(hidden, weight, input_ids, scores, values)
+        return self.objective.loss(hidden, weight, input_ids, scores, self.value_head)

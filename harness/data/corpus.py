@@ -48,7 +48,11 @@ def _folder_documents(root: Path, pattern: str, prefix: str) -> Iterator[Documen
 
 
 def _record_files(spec: str) -> list[Path]:
-    paths = sorted(Path(p) for p in glob.glob(spec, recursive=True)) if any(c in spec for c in "*?[") else [Path(spec)]
+    paths = (
+        sorted(Path(p) for p in glob.glob(spec, recursive=True))
+        if any(c in spec for c in "*?[")
+        else [Path(spec)]
+    )
     if not paths:
         raise FileNotFoundError(f"data.corpus: no files match {spec!r}")
     return paths
@@ -73,13 +77,17 @@ def _records_documents(spec: str, text_field: str) -> Iterator[Document]:
                         try:
                             rows.append(json.loads(line))
                         except json.JSONDecodeError as err:
-                            raise ValueError(f"data.corpus: {path}:{line_no}: invalid JSON: {err}") from None
+                            raise ValueError(
+                                f"data.corpus: {path}:{line_no}: invalid JSON: {err}"
+                            ) from None
         for i, row in enumerate(rows):
             text = row.get(text_field)
             if text is None and "texts" in row:
                 text = "".join(row["texts"])  # paper record schema
             if not isinstance(text, str):
-                raise ValueError(f"data.corpus: {path} record {i} has no string field {text_field!r}")
+                raise ValueError(
+                    f"data.corpus: {path} record {i} has no string field {text_field!r}"
+                )
             yield Document(str(row.get("id", f"{path.name}/{i}")), text)
 
 
@@ -87,7 +95,9 @@ def _hf_documents(name: str, text_field: str) -> Iterator[Document]:
     try:
         import datasets
     except ImportError:
-        raise RuntimeError(f"data.corpus=hf:{name} needs the `datasets` package (pip install datasets)") from None
+        raise RuntimeError(
+            f"data.corpus=hf:{name} needs the `datasets` package (pip install datasets)"
+        ) from None
     try:
         ds = datasets.load_dataset(name, split="train")
     except Exception as err:
@@ -112,7 +122,9 @@ def iter_documents(data: DataConfig) -> Iterator[Document]:
         docs = _hf_documents(spec[3:], data.text_field)
     elif os.path.isdir(spec):
         docs = _folder_documents(Path(spec), data.file_glob, "")
-    elif any(spec.endswith(ext) for ext in (".jsonl", ".json", ".parquet")) or any(c in spec for c in "*?["):
+    elif any(spec.endswith(ext) for ext in (".jsonl", ".json", ".parquet")) or any(
+        c in spec for c in "*?["
+    ):
         docs = _records_documents(spec, data.text_field)
     else:
         raise FileNotFoundError(

@@ -31,11 +31,23 @@ class LoaderState:
 class BlockLoader:
     """Micro batches for one rank, one optimizer step at a time."""
 
-    def __init__(self, blocks: PackedBlocks, global_batch: int, micro_batch: int, rank: int, world: int, state: LoaderState):
+    def __init__(
+        self,
+        blocks: PackedBlocks,
+        global_batch: int,
+        micro_batch: int,
+        rank: int,
+        world: int,
+        state: LoaderState,
+    ):
         if len(blocks) == 0:
-            raise ValueError(f"no training blocks in {blocks.folder}: the corpus is smaller than one block of {blocks.seq_len} tokens")
+            raise ValueError(
+                f"no training blocks in {blocks.folder}: the corpus is smaller than one block of {blocks.seq_len} tokens"
+            )
         if global_batch % (micro_batch * world):
-            raise ValueError(f"global batch {global_batch} not divisible by micro batch {micro_batch} x world {world}")
+            raise ValueError(
+                f"global batch {global_batch} not divisible by micro batch {micro_batch} x world {world}"
+            )
         self.blocks = blocks
         self.global_batch = global_batch
         self.micro_batch = micro_batch
@@ -70,7 +82,9 @@ class BlockLoader:
         for i in range(0, len(ids), self.micro_batch):
             chunk = ids[i : i + self.micro_batch]
             tokens, scores = self.blocks[chunk]
-            batches.append({"input_ids": torch.from_numpy(tokens), "scores": torch.from_numpy(scores)})
+            batches.append(
+                {"input_ids": torch.from_numpy(tokens), "scores": torch.from_numpy(scores)}
+            )
         return batches
 
     @property
@@ -79,7 +93,9 @@ class BlockLoader:
         return self.state.blocks_consumed / len(self.blocks)
 
 
-def eval_batches(blocks: PackedBlocks, micro_batch: int, rank: int, world: int, max_batches: int) -> list[dict[str, torch.Tensor]]:
+def eval_batches(
+    blocks: PackedBlocks, micro_batch: int, rank: int, world: int, max_batches: int
+) -> list[dict[str, torch.Tensor]]:
     """Fixed held-out micro batches for this rank (the first blocks, strided over ranks)."""
     ids = list(range(rank, len(blocks), world))[: micro_batch * max_batches]
     out = []

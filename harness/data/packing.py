@@ -24,14 +24,16 @@ Treatment = Callable[[dict[str, Any]], Segments | None]
 
 def plain_segments(record: dict[str, Any]) -> Segments:
     """The record's own segments and scores, unchanged (MLE and most objectives)."""
-    return list(zip(record["texts"], record["scores"]))
+    return list(zip(record["texts"], record["scores"], strict=True))
 
 
 def _token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
 
 
-def _encode_documents(records: Iterable[dict[str, Any]], tok, treat: Treatment, batch_docs: int) -> Iterator[tuple[list[int], list[float]]]:
+def _encode_documents(
+    records: Iterable[dict[str, Any]], tok, treat: Treatment, batch_docs: int
+) -> Iterator[tuple[list[int], list[float]]]:
     """Yield (token ids, token scores) per kept document, tokenizing segments in batches."""
     eos = tok.eos_token_id
     backend = tok.backend_tokenizer
@@ -123,7 +125,9 @@ class PackedBlocks:
         self.folder = Path(folder)
         meta_file = self.folder / "meta.json"
         if not meta_file.is_file():
-            raise FileNotFoundError(f"packed blocks: {meta_file} missing (incomplete or not packed)")
+            raise FileNotFoundError(
+                f"packed blocks: {meta_file} missing (incomplete or not packed)"
+            )
         self.meta = json.loads(meta_file.read_text())
         n, t = self.meta["num_blocks"], self.meta["seq_len"]
         shape = (n, t)
@@ -131,8 +135,12 @@ class PackedBlocks:
             self.tokens = np.zeros(shape, dtype=self.meta["token_dtype"])
             self.scores = np.zeros(shape, dtype=np.float32)
         else:
-            self.tokens = np.memmap(self.folder / "tokens.bin", dtype=self.meta["token_dtype"], mode="r", shape=shape)
-            self.scores = np.memmap(self.folder / "scores.bin", dtype=np.float32, mode="r", shape=shape)
+            self.tokens = np.memmap(
+                self.folder / "tokens.bin", dtype=self.meta["token_dtype"], mode="r", shape=shape
+            )
+            self.scores = np.memmap(
+                self.folder / "scores.bin", dtype=np.float32, mode="r", shape=shape
+            )
 
     def __len__(self) -> int:
         return self.meta["num_blocks"]
@@ -143,4 +151,6 @@ class PackedBlocks:
         return self.meta["seq_len"]
 
     def __getitem__(self, idx) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.tokens[idx], dtype=np.int64), np.asarray(self.scores[idx], dtype=np.float32)
+        return np.asarray(self.tokens[idx], dtype=np.int64), np.asarray(
+            self.scores[idx], dtype=np.float32
+        )

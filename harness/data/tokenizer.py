@@ -63,7 +63,9 @@ def load_tokenizer(path: str | Path, control_tokens: bool = False):
     elif path.is_file():
         tok = PreTrainedTokenizerFast(tokenizer_file=str(path))
     else:
-        raise FileNotFoundError(f"data.tokenizer: {path} not found (a tokenizer folder or tokenizer.json)")
+        raise FileNotFoundError(
+            f"data.tokenizer: {path} not found (a tokenizer folder or tokenizer.json)"
+        )
     return _finish_tokenizer(tok, str(path), control_tokens)
 
 

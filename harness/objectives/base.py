@@ -7,17 +7,45 @@ Labels and scores are shifted together: the score of token t+1 weights the predi
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
+import torch
+from torch import nn
+
+from harness.config import ObjectiveConfig
 from kernels import fused_linear_token_loss
+
+Segments = list[tuple[str, float]]
 
 
 class TokenObjective:
-    """Base objective: subclasses choose coefficients (and optionally a data treatment)."""
+    """Base objective: subclasses choose coefficients and optionally a data treatment.
+
+    Hooks the engine calls, in order: `treat` (data, per scored record, while packing),
+    `prepare_model` (after the LM is built), `build_value_head`, then `loss` every micro batch.
+    """
 
     name = "base"
-    needs_value_head = False
     control_tokens: tuple[str, ...] = ()
+
+    def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
+        self.cfg = cfg or ObjectiveConfig(name=self.name)
+        self.seed = seed
+
+    def treat(self, record: dict[str, Any]) -> Segments | None:
+        """Data treatment of one scored record: its (segment, score) pairs, or None to drop it."""
+        return list(zip(record["texts"], record["scores"], strict=True))
+
+    def treatment_key(self) -> str:
+        """Identifies the treatment (and its parameters) in the packed-data cache key."""
+        return "plain"
+
+    def prepare_model(self, lm: nn.Module, tokenizer: Any) -> None:
+        """Adjust the freshly built LM (e.g. initialise control-token embeddings); no-op by default."""
+
+    def build_value_head(self, hidden_size: int) -> nn.Module | None:
+        """A value head for advantage-weighted objectives; None by default."""
+        return None
 
     def coefficients(
         self, next_scores: torch.Tensor, values: torch.Tensor | None
@@ -37,16 +65,20 @@ class TokenObjective:
         weight: torch.Tensor,
         input_ids: torch.Tensor,
         scores: torch.Tensor,
-        values: torch.Tensor | None = None,
+        value_head: nn.Module | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean over predicted tokens of the token loss, plus any extra loss; with stats to log."""
+        values = value_head(hidden) if value_head is not None else None
         h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
         labels = input_ids[:, 1:].reshape(-1)
         next_scores = scores[:, 1:].reshape(-1).float()
         vals = values[:, :-1].reshape(-1) if values is not None else None
         a, b, stats = self.coefficients(next_scores, vals)
         n_tokens = labels.numel()
-        token_loss = fused_linear_token_loss(h, weight, labels, a.detach(), b.detach(), reduction="sum") / n_tokens
+        token_loss = (
+            fused_linear_token_loss(h, weight, labels, a.detach(), b.detach(), reduction="sum")
+            / n_tokens
+        )
         stats = {"token_loss": token_loss.detach(), **stats}
         extra, extra_stats = self.extra_loss(vals, next_scores)
         stats.update(extra_stats)
