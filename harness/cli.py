@@ -34,3 +34,27 @@ def train_main(argv: list[str] | None = None) -> int:
 
     train(cfg)
     return 0
+
+
+def score_main(argv: list[str] | None = None) -> int:
+    """`scripts/score.py`: score the corpus into Parquet shards (all ranks share the work)."""
+    _offline_defaults()
+    from harness.distributed import env_world_size
+
+    try:
+        cfg = parse_config(argv, prog="score.py", world_size=env_world_size())
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from harness import distributed as dist
+    from harness.data.pipeline import run_scoring
+    from harness.engine import configure_logging
+
+    dist.init_distributed()
+    configure_logging()
+    folder, manifest, _ = run_scoring(cfg)
+    if dist.is_main():
+        print(
+            f"scored {manifest['rows']} documents into {manifest['num_shards']} shards under {folder}"
+        )
+    return 0

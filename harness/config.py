@@ -42,8 +42,8 @@ class RunConfig:
 class DataConfig:
     """Corpus, scoring and packing into fixed-length token blocks."""
 
-    corpus: str = "stdlib"
-    """`stdlib` (Python standard library), a folder of files, JSONL/Parquet files or a glob, or `hf:<name>`."""
+    corpus: str | list[str] = "stdlib"
+    """`stdlib` (Python standard library), a folder of files, JSONL/Parquet files or a glob, `hf:<name>`, or a list of these (read in order)."""
     text_field: str = "text"
     """Field holding the document text in JSONL/Parquet/HF corpora."""
     file_glob: str = "**/*.py"

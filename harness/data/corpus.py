@@ -22,10 +22,32 @@ from harness.config import DataConfig
 
 @dataclass(frozen=True)
 class Document:
-    """One corpus document with a stable id."""
+    """One corpus document with a stable id; already-scored records keep their segments and scores."""
 
     id: str
     text: str
+    texts: tuple[str, ...] | None = None
+    scores: tuple[float, ...] | None = None
+
+
+def _row_document(row: dict, default_id: str, text_field: str, where: str) -> Document:
+    """A record of a JSONL/Parquet/HF corpus: plain text, or the paper schema read as is."""
+    doc_id = str(row.get("id", default_id))
+    if "texts" in row and "scores" in row:
+        texts, scores = row["texts"], row["scores"]
+        if not isinstance(texts, list) or not isinstance(scores, list) or len(texts) != len(scores):
+            n_t = len(texts) if isinstance(texts, list) else type(texts).__name__
+            n_s = len(scores) if isinstance(scores, list) else type(scores).__name__
+            raise ValueError(
+                f"data.corpus: {where}: `texts` ({n_t}) and `scores` ({n_s}) must be lists of equal length"
+            )
+        return Document(doc_id, "".join(texts), tuple(texts), tuple(float(x) for x in scores))
+    text = row.get(text_field)
+    if text is None and "texts" in row:
+        text = "".join(row["texts"])
+    if not isinstance(text, str):
+        raise ValueError(f"data.corpus: {where} has no string field {text_field!r}")
+    return Document(doc_id, text)
 
 
 def stdlib_root() -> Path:
@@ -107,15 +129,10 @@ def _hf_documents(name: str, text_field: str) -> Iterator[Document]:
             "to use the built-in stdlib corpus."
         ) from None
     for i, row in enumerate(ds):
-        text = row.get(text_field)
-        if text is None and "texts" in row:
-            text = "".join(row["texts"])
-        yield Document(str(row.get("id", f"{name}/{i}")), text)
+        yield _row_document(row, f"{name}/{i}", text_field, f"hf:{name} record {i}")
 
 
-def iter_documents(data: DataConfig) -> Iterator[Document]:
-    """Documents of `data.corpus`, in a deterministic order, capped at `data.max_documents`."""
-    spec = data.corpus
+def _source_documents(spec: str, data: DataConfig) -> Iterator[Document]:
     if spec == "stdlib":
         docs = _folder_documents(stdlib_root(), "**/*.py", "stdlib/")
     elif spec.startswith("hf:"):
@@ -130,6 +147,13 @@ def iter_documents(data: DataConfig) -> Iterator[Document]:
         raise FileNotFoundError(
             f"data.corpus: {spec!r} is neither `stdlib`, `hf:<name>`, a folder, nor JSONL/Parquet files"
         )
+    return docs
+
+
+def iter_documents(data: DataConfig) -> Iterator[Document]:
+    """Documents of `data.corpus` (one source or a list), in a deterministic order, capped at `data.max_documents`."""
+    specs = [data.corpus] if isinstance(data.corpus, str) else list(data.corpus)
+    docs = (doc for spec in specs for doc in _source_documents(spec, data))
     for i, doc in enumerate(docs):
         if data.max_documents is not None and i >= data.max_documents:
             return

@@ -154,3 +154,33 @@ class PackedBlocks:
         return np.asarray(self.tokens[idx], dtype=np.int64), np.asarray(
             self.scores[idx], dtype=np.float32
         )
+
+
+def concat_packed(parts: list[Path], out_dir: Path) -> Path:
+    """Concatenate packed folders (in order) into one, atomically; the parts are left in place."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    metas = [json.loads((Path(p) / "meta.json").read_text()) for p in parts]
+    if len({(m["seq_len"], m["token_dtype"]) for m in metas}) > 1:
+        raise ValueError(f"cannot concatenate packed parts with different seq_len/dtype: {parts}")
+    for name in ("tokens.bin", "scores.bin"):
+        with open(tmp / name, "wb") as out:
+            for part in parts:
+                with open(Path(part) / name, "rb") as src:
+                    shutil.copyfileobj(src, out, length=16 << 20)
+    meta = {
+        "num_blocks": sum(m["num_blocks"] for m in metas),
+        "seq_len": metas[0]["seq_len"],
+        "token_dtype": metas[0]["token_dtype"],
+        "num_documents": sum(m["num_documents"] for m in metas),
+        "num_tokens": sum(m["num_tokens"] for m in metas),
+        "dropped_tail_tokens": sum(m["dropped_tail_tokens"] for m in metas),
+        "parts": len(parts),
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir

@@ -2,7 +2,9 @@
 
     loss_t = a_t * (-log p_t) + b_t * (-log(1 - p_t))        (DESIGN.md, "One token loss")
 
-Labels and scores are shifted together: the score of token t+1 weights the prediction made at t.
+Labels and scores are shifted together: the score of token t+1 weights the prediction made at t
+(as `apo/trainer.py` and `apo/objectives.py` of the original code do with `token_scores[..., 1:]`).
+The loss is the plain mean over predicted tokens, B * (T - 1) per micro batch.
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ from harness.config import ObjectiveConfig
 from kernels import fused_linear_token_loss
 
 Segments = list[tuple[str, float]]
+Stats = dict[str, torch.Tensor]
+
+
+def plain_segments(record: dict[str, Any]) -> Segments:
+    """The record's own (segment, score) pairs, unchanged."""
+    return list(zip(record["texts"], record["scores"], strict=True))
 
 
 class TokenObjective:
     """Base objective: subclasses choose coefficients and optionally a data treatment.
 
     Hooks the engine calls, in order: `treat` (data, per scored record, while packing),
-    `prepare_model` (after the LM is built), `build_value_head`, then `loss` every micro batch.
+    `prepare_model` (after the LM is built), `build_value_head`, then `loss` every micro batch,
+    which calls `coefficients` and `extra_loss`. Their stats (scalar tensors) are averaged over
+    micro batches and ranks by the engine and written to metrics.jsonl.
     """
 
     name = "base"
@@ -34,7 +44,7 @@ class TokenObjective:
 
     def treat(self, record: dict[str, Any]) -> Segments | None:
         """Data treatment of one scored record: its (segment, score) pairs, or None to drop it."""
-        return list(zip(record["texts"], record["scores"], strict=True))
+        return plain_segments(record)
 
     def treatment_key(self) -> str:
         """Identifies the treatment (and its parameters) in the packed-data cache key."""
@@ -49,13 +59,13 @@ class TokenObjective:
 
     def coefficients(
         self, next_scores: torch.Tensor, values: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Per predicted token: (a, b, stats) from the scores of the predicted tokens."""
+    ) -> tuple[torch.Tensor, torch.Tensor, Stats]:
+        """Per predicted token: (a, b, stats) from the fp32 scores of the predicted tokens."""
         raise NotImplementedError
 
     def extra_loss(
         self, values: torch.Tensor | None, next_scores: torch.Tensor
-    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor | None, Stats]:
         """A loss added to the token loss (AWR's value loss); none by default."""
         return None, {}
 
@@ -66,24 +76,36 @@ class TokenObjective:
         input_ids: torch.Tensor,
         scores: torch.Tensor,
         value_head: nn.Module | None = None,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, Stats]:
         """Mean over predicted tokens of the token loss, plus any extra loss; with stats to log."""
-        values = value_head(hidden) if value_head is not None else None
-        h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+        h = hidden[:, :-1]  # position t predicts token t+1 ...
         labels = input_ids[:, 1:].reshape(-1)
-        next_scores = scores[:, 1:].reshape(-1).float()
-        vals = values[:, :-1].reshape(-1) if values is not None else None
-        a, b, stats = self.coefficients(next_scores, vals)
+        next_scores = scores[:, 1:].reshape(-1).float()  # ... whose score weights that prediction
+        values = value_head(h).reshape(-1) if value_head is not None else None
+        a, b, stats = self.coefficients(next_scores, values)
         n_tokens = labels.numel()
         token_loss = (
-            fused_linear_token_loss(h, weight, labels, a.detach(), b.detach(), reduction="sum")
+            fused_linear_token_loss(
+                h.reshape(-1, h.shape[-1]), weight, labels, a.detach(), b.detach(), reduction="sum"
+            )
             / n_tokens
         )
         stats = {"token_loss": token_loss.detach(), **stats}
-        extra, extra_stats = self.extra_loss(vals, next_scores)
+        extra, extra_stats = self.extra_loss(values, next_scores)
         stats.update(extra_stats)
         total = token_loss if extra is None else token_loss + extra
         return total, stats
+
+    def lm_loss(
+        self, hidden: torch.Tensor, weight: torch.Tensor, input_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Plain mean cross-entropy of next-token prediction (held-out loss, comparable across objectives)."""
+        h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+        labels = input_ids[:, 1:].reshape(-1)
+        ones = torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
+        return fused_linear_token_loss(
+            h, weight, labels, ones, torch.zeros_like(ones), reduction="sum"
+        ) / labels.numel()
 
 
 class MLE(TokenObjective):
@@ -91,6 +113,8 @@ class MLE(TokenObjective):
 
     name = "mle"
 
-    def coefficients(self, next_scores, values):
-        ones = torch.ones_like(next_scores)
-        return ones, torch.zeros_like(next_scores), {}
+    def coefficients(
+        self, next_scores: torch.Tensor, values: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, Stats]:
+        """a = 1, b = 0 for every token; nothing to log."""
+        return torch.ones_like(next_scores), torch.zeros_like(next_scores), {}

@@ -41,12 +41,13 @@ def tiny_config(tmp_path: Path, **sections) -> Path:
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values)
     path = tmp_path / "tiny.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 def env() -> dict[str, str]:
-    """Subprocess environment: offline, no wandb, one thread per rank."""
+    """Subprocess environment: offline, no wandb, one thread per rank, the repo importable."""
     e = dict(os.environ)
     e.update(
         HF_HUB_OFFLINE="1",
@@ -55,22 +56,23 @@ def env() -> dict[str, str]:
         TOKENIZERS_PARALLELISM="false",
         PYTHONUNBUFFERED="1",
     )
+    # Test-only plug-ins (e.g. tests.integration.slow_scorer) are imported by class path.
+    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), e.get("PYTHONPATH")]))
     return e
+
+
+def deepspeed_cmd(script: str, args: list[str], num_procs: int = 2) -> list[str]:
+    """The deepspeed launcher command line on a free master port."""
+    port = str(free_port())
+    script_path = str(ROOT / "scripts" / script)
+    return ["deepspeed", "--num_gpus", str(num_procs), "--master_port", port, script_path, *args]
 
 
 def deepspeed_run(
     script: str, args: list[str], num_procs: int = 2, timeout: int = 600
 ) -> subprocess.CompletedProcess:
     """`deepspeed --num_gpus N scripts/<script> args` on a free master port; output captured."""
-    cmd = [
-        "deepspeed",
-        "--num_gpus",
-        str(num_procs),
-        "--master_port",
-        str(free_port()),
-        str(ROOT / "scripts" / script),
-        *args,
-    ]
+    cmd = deepspeed_cmd(script, args, num_procs)
     return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
