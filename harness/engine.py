@@ -280,8 +280,12 @@ def fit(run: Run) -> dict[str, float]:
                 run.metrics.log({"step": step, "tokens": run.tokens_seen, **ev})
                 last.update(ev)
                 log.info("step %d eval loss %.4f", step, ev["eval_loss"])
-        if (cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0) or is_last:
+        stop_now = cfg.train.stop_at_step is not None and step >= cfg.train.stop_at_step and not is_last
+        if (cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0) or is_last or stop_now:
             _save(run, step)
+        if stop_now:
+            log.info("stopping after step %d (train.stop_at_step); rerun without it to continue", step)
+            break
     if bar is not None:
         bar.close()
     run.metrics.close()

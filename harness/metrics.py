@@ -68,14 +68,13 @@ class MetricsLogger:
                 log.warning("wandb disabled: %s", err)
 
     def log(self, record: dict[str, Any]) -> None:
-        """Write one record (floats rounded for readability)."""
+        """Write one record (full float precision, so resumed runs can be compared bit for bit)."""
         if not self.enabled:
             return
-        clean = {k: (round(v, 8) if isinstance(v, float) else v) for k, v in record.items()}
         with self.path.open("a") as fh:
-            fh.write(json.dumps(clean) + "\n")
+            fh.write(json.dumps(record) + "\n")
         if self.wandb is not None:
-            self.wandb.log(clean, step=int(record.get("step", 0)))
+            self.wandb.log(record, step=int(record.get("step", 0)))
 
     def close(self) -> None:
         """Finish the wandb run."""

@@ -139,4 +139,7 @@ class LossModel(nn.Module):
         """Mean loss over predicted tokens; the score of token t+1 weights the prediction at t."""
         hidden = backbone(self.lm)(input_ids=input_ids).last_hidden_state
         weight = self.lm.get_output_embeddings().weight
+        if not self.training:
+            # Held-out evaluation is plain LM loss, comparable across objectives.
+            return self.objective.lm_loss(hidden, weight, input_ids), {}
         return self.objective.loss(hidden, weight, input_ids, scores, self.value_head)

@@ -74,7 +74,7 @@ class AWR(TokenObjective):
     ) -> tuple[torch.Tensor, Stats]:
         """Detached token weights clamp(exp((r - V) / beta), 0, clip) and their stats."""
         reward = -next_scores.float()
-        advantage = reward - values.detach().float()
+        advantage = reward - values.detach()  # values are fp32 (fp64 in tests), never bf16
         raw = torch.exp(advantage / self.beta)  # may overflow to inf: the clamp catches it
         w = raw.clamp(min=0.0, max=self.clip_weight_max)
         p = self.name
@@ -96,7 +96,7 @@ class AWR(TokenObjective):
                 "as LossModel's value head"
             )
         w, stats = self.weights(next_scores, values)
-        stats[f"{self.name}_value_mean"] = values.detach().float().mean()
+        stats[f"{self.name}_value_mean"] = values.detach().mean()
         return self.alpha * w, torch.zeros_like(w), stats
 
     def extra_loss(
@@ -105,7 +105,7 @@ class AWR(TokenObjective):
         """(1 - alpha) * MSE(V, r) in fp32 (kept, times 0, when alpha = 1 so the head has a gradient)."""
         if values is None:
             return None, {}
-        value_loss = F.mse_loss(values.float(), -next_scores.float())
+        value_loss = F.mse_loss(values, -next_scores.to(values.dtype))  # both fp32 (ValueHead)
         return (1.0 - self.alpha) * value_loss, {f"{self.name}_value_loss": value_loss.detach()}
 
 
@@ -117,7 +117,9 @@ class RWR(AWR):
     def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
         super().__init__(cfg, seed)
         if self.alpha != 1.0:
-            raise ValueError(f"objective.alpha must be 1 for rwr (AWR with alpha 1), got {self.alpha}")
+            raise ValueError(
+                f"objective.alpha must be 1 for rwr (AWR with alpha 1), got {self.alpha}"
+            )
 
     def build_value_head(self, hidden_size: int) -> nn.Module | None:
         """None: the value head would stay at its initial -0.5, so a constant replaces it."""

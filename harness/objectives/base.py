@@ -103,9 +103,12 @@ class TokenObjective:
         h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
         labels = input_ids[:, 1:].reshape(-1)
         ones = torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
-        return fused_linear_token_loss(
-            h, weight, labels, ones, torch.zeros_like(ones), reduction="sum"
-        ) / labels.numel()
+        return (
+            fused_linear_token_loss(
+                h, weight, labels, ones, torch.zeros_like(ones), reduction="sum"
+            )
+            / labels.numel()
+        )
 
 
 class MLE(TokenObjective):

@@ -25,7 +25,9 @@ from harness.config import ObjectiveConfig
 from harness.data.tokenizer import CONTROL_TOKENS
 from harness.objectives.base import MLE, Segments
 
-EMBEDDING_NOISE_STD = 0.01  # train.py of the original: `pre_expansion_embedding_mean + noise * 0.01`
+EMBEDDING_NOISE_STD = (
+    0.01  # train.py of the original: `pre_expansion_embedding_mean + noise * 0.01`
+)
 
 
 def record_rng(seed: int, record: dict[str, Any]) -> np.random.Generator:

@@ -21,7 +21,9 @@ class Filtering(MLE):
     def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
         super().__init__(cfg, seed)
         if self.cfg.threshold is None:
-            raise ValueError("objective.threshold must be set for filtering (documents above it are dropped)")
+            raise ValueError(
+                "objective.threshold must be set for filtering (documents above it are dropped)"
+            )
         self.threshold = float(self.cfg.threshold)
 
     def treat(self, record: dict[str, Any]) -> Segments | None:
