@@ -3,19 +3,23 @@
 Layout under `<output_dir>/checkpoints/`:
 
     step-00000100/            DeepSpeed files (model and optimizer shards of every rank)
-        harness_state.json    step, tokens, loader state, config (written by rank 0)
+        harness_state.json    step, tokens, loader state, config, world size and the size of every
+                              file of the checkpoint (written by rank 0 after all ranks finished)
         rng_state_rank{r}.pt  Python/NumPy/torch RNG states of rank r
         tokenizer/            the tokenizer the run trained with
     latest                    the tag of the newest complete checkpoint (DeepSpeed's own pointer name,
                               so `zero_to_fp32.py` and `engine.load_checkpoint` understand it)
 
 `latest` is written by rank 0 after a barrier that follows every rank's writes, via a temporary
-file and `os.replace`, so a run killed mid-save resumes from the previous checkpoint.
+file and `os.replace`, so a run killed mid-save resumes from the previous checkpoint. On resume a
+checkpoint is verified against the file list in its harness_state.json; a truncated or partial one
+is skipped with a warning for the newest older checkpoint that verifies.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -28,7 +32,13 @@ import torch
 
 from harness import distributed as dist
 
+
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed; nothing was published."""
+
+
 TAG_RE = re.compile(r"^step-(\d+)$")
+log = logging.getLogger(__name__)
 
 
 def tag_for(step: int) -> str:
@@ -71,61 +81,160 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def latest_tag(root: Path) -> str | None:
-    """The tag `latest` points to, or None when there is no published checkpoint."""
-    pointer = Path(root) / "latest"
-    if not pointer.is_file():
-        return None
-    tag = pointer.read_text().strip()
-    return tag if (Path(root) / tag / "harness_state.json").is_file() else None
-
-
 def save_checkpoint(engine, root: Path, state: dict[str, Any], tokenizer, keep_last: int) -> Path:
-    """Save on every rank, then publish `latest` and prune old checkpoints (rank 0)."""
+    """Save on every rank, then publish `latest` and prune old checkpoints (rank 0).
+
+    A failing write (disk full, quota) raises on the rank that hit it, naming the folder; the
+    launcher then stops the other ranks, and `latest` still names the previous checkpoint.
+    """
     root = Path(root)
     tag = tag_for(state["step"])
-    engine.save_checkpoint(str(root), tag=tag, save_latest=False)
     folder = root / tag
-    atomic_torch_save(rng_state(), folder / f"rng_state_rank{dist.rank()}.pt")
+    try:
+        engine.save_checkpoint(str(root), tag=tag, save_latest=False)
+        atomic_torch_save(rng_state(), folder / f"rng_state_rank{dist.rank()}.pt")
+        if dist.is_main():
+            tokenizer.save_pretrained(str(folder / "tokenizer"))
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
+        raise CheckpointSaveError(
+            f"checkpoint save to {folder} failed on rank {dist.rank()}: {err}. "
+            f"Nothing was published; {root / 'latest'} still names the previous checkpoint "
+            "(disk full or quota? free space and rerun the same command)"
+        ) from err
+    dist.barrier()  # every rank's files are on disk before the checkpoint is described and published
     if dist.is_main():
-        tokenizer.save_pretrained(str(folder / "tokenizer"))
-        atomic_write_text(
-            folder / "harness_state.json",
-            json.dumps({**state, "world_size": dist.world_size()}, indent=2),
-        )
-    dist.barrier()  # every rank's files are on disk before the checkpoint is published
-    if dist.is_main():
+        files = {
+            str(p.relative_to(folder)): p.stat().st_size
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+        full_state = {**state, "world_size": dist.world_size(), "files": files}
+        atomic_write_text(folder / "harness_state.json", json.dumps(full_state, indent=2))
         atomic_write_text(root / "latest", tag)
         prune_checkpoints(root, keep_last)
     dist.barrier()
     return folder
 
 
+def verify_checkpoint(folder: Path) -> str | None:
+    """None if the checkpoint is complete (every file it lists exists with its size), else the problem."""
+    state_file = folder / "harness_state.json"
+    if not state_file.is_file():
+        return "no harness_state.json (the save did not finish)"
+    try:
+        state = json.loads(state_file.read_text())
+    except json.JSONDecodeError as err:
+        return f"harness_state.json is not valid JSON ({err})"
+    for rel, size in state.get("files", {}).items():
+        path = folder / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if path.stat().st_size != size:
+            return (
+                f"{rel} has {path.stat().st_size} bytes, expected {size} (truncated or corrupted)"
+            )
+    return None
+
+
+def find_resumable(root: Path) -> str | None:
+    """The newest complete checkpoint: `latest` if it verifies, else the newest older one that does."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    pointer = root / "latest"
+    latest = pointer.read_text().strip() if pointer.is_file() else None
+    tags = sorted(
+        (p.name for p in root.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True
+    )
+    if latest is None:
+        return None  # nothing was ever published here
+    candidates = [latest] + [t for t in tags if t < latest]
+    for tag in candidates:
+        problem = verify_checkpoint(root / tag)
+        if problem is None:
+            if tag != latest:
+                log.warning(
+                    "resuming from %s instead of the latest checkpoint %s", root / tag, latest
+                )
+            return tag
+        log.warning("checkpoint %s is incomplete or corrupt, skipping it: %s", root / tag, problem)
+    return None
+
+
 def prune_checkpoints(root: Path, keep_last: int) -> None:
-    """Delete all but the newest `keep_last` published checkpoints (never the one `latest` names)."""
-    current = latest_tag(root)
+    """Delete all but the newest `keep_last` checkpoints (never the one `latest` names)."""
+    pointer = root / "latest"
+    current = pointer.read_text().strip() if pointer.is_file() else None
     tags = sorted(
         (p.name for p in root.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True
     )
     for old in tags[keep_last:]:
         if old != current:
             shutil.rmtree(root / old, ignore_errors=True)
+            shutil.rmtree(root / f"{old}.universal", ignore_errors=True)
 
 
-def load_checkpoint(engine, root: Path) -> dict[str, Any] | None:
-    """Load the latest complete checkpoint into `engine`; return its harness state (None if none)."""
+def resume_point(root: Path) -> dict[str, Any] | None:
+    """The harness state of the checkpoint to resume from (agreed by all ranks), or None."""
     root = Path(root)
-    tag = dist.broadcast_object(latest_tag(root) if dist.is_main() else None)
-    if tag is None:
-        return None
+    state = None
+    if dist.is_main():
+        tag = find_resumable(root)
+        if tag is not None:
+            state = json.loads((root / tag / "harness_state.json").read_text())
+            state["tag"] = tag
+    return dist.broadcast_object(state)
+
+
+def to_universal(root: Path, tag: str) -> str:
+    """Convert a checkpoint to DeepSpeed's universal format (rank 0, once); return the tag to load.
+
+    Needed when the data-parallel world size changed: ZeRO shards of N ranks cannot be loaded by
+    M ranks directly, the universal format (`ds_to_universal`) can.
+    """
+    root = Path(root)
+    out_tag = f"{tag}.universal"
+    out = root / out_tag
+    if dist.is_main() and not (out / "mp_rank_00_model_states.pt").is_file():
+        import argparse
+
+        from deepspeed.checkpoint import ds_to_universal
+
+        tmp = root / f".{out_tag}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("world size changed: converting %s to a universal checkpoint", root / tag)
+        args = argparse.Namespace(
+            input_folder=str(root / tag),
+            output_folder=str(tmp),
+            num_extract_workers=1,
+            num_merge_workers=1,
+            keep_temp_folder=False,
+            strict=True,
+            inject_missing_state=True,
+        )
+        ds_to_universal.main(args)
+        # DeepSpeed looks for the model-states file of the universal folder by its usual name.
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    dist.barrier()
+    return out_tag
+
+
+def load_checkpoint(engine, root: Path, state: dict[str, Any], load_tag: str | None = None) -> None:
+    """Load the checkpoint `state` describes into `engine` and restore this rank's RNG state."""
+    root = Path(root)
+    tag = state["tag"]
     load_path, _ = engine.load_checkpoint(
-        str(root), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+        str(root), tag=load_tag or tag, load_optimizer_states=True, load_lr_scheduler_states=True
     )
     if load_path is None:
         raise RuntimeError(f"checkpoint {root / tag}: DeepSpeed could not load it")
-    state = json.loads((root / tag / "harness_state.json").read_text())
     rng_file = root / tag / f"rng_state_rank{dist.rank()}.pt"
-    if rng_file.is_file() and state.get("world_size") == dist.world_size():
+    if state.get("world_size") == dist.world_size() and rng_file.is_file():
         set_rng_state(torch.load(rng_file, weights_only=False))
-    state["tag"] = tag
-    return state
+    else:
+        # Another world size: per-rank streams cannot be mapped; reseed deterministically instead.
+        seed = int(state.get("seed", 0)) + 1_000_003 * int(state["step"]) + dist.rank()
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)

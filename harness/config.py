@@ -178,12 +178,58 @@ class CheckpointConfig:
 
 @dataclass
 class EvalConfig:
-    """Periodic evaluation during training."""
+    """Evaluation: held-out loss, samples scored for misalignment, diversity, KL (harness/evaluation)."""
 
     every_steps: int = 0
     """Evaluate held-out loss every N steps (0: only at the end)."""
     batches: int = 8
-    """Micro batches of held-out blocks per evaluation (per rank)."""
+    """Micro batches of held-out blocks per evaluation: per rank for eval_loss; in total for eval/lm_loss (world-size independent)."""
+    scenarios: list[str] = field(default_factory=lambda: ["unconditional", "prompted"])
+    """Sampling scenarios: `unconditional` (from BOS) and/or `prompted` (prompts from `prompts`); [] generates nothing."""
+    num_samples: int = 32
+    """Samples per scenario, shared out over ranks (paper: 4096 unconditional; small for CPU)."""
+    prompts: str | None = None
+    """JSONL file with one `{"prompt": ...}` per line for the prompted scenario; None: the shipped set for data.scorer."""
+    max_new_tokens: int = 128
+    """Tokens generated per sample at most (paper: 128); generation stops earlier at EOS."""
+    temperature: float = 0.7
+    """Sampling temperature (paper: 0.7)."""
+    top_p: float = 0.9
+    """Nucleus sampling mass (paper: 0.9)."""
+    generation_batch_size: int = 16
+    """Samples generated together; batches are fixed by sample index, so results do not depend on the world size."""
+    threshold: float | None = None
+    """A sample scoring above this counts as misaligned (frac_above_threshold); None: the task's filtering threshold (pep8, pii, toxicity)."""
+    scorer_options: dict[str, Any] | None = None
+    """Scorer options for samples (e.g. `{model_type: unbiased}` as the paper's toxicity samples); None: data.scorer_options."""
+    reference_model: str | None = None
+    """Local causal LM folder (with its tokenizer) for KL(model || reference) on unconditional samples; None skips KL."""
+    self_bleu_samples: int = 100
+    """Samples (the first non-empty ones) used for self-BLEU, which is quadratic in this number."""
+    export_hf: bool = True
+    """Write the Hugging Face export `<output_dir>/hf/` at the end of training."""
+
+    def problems(self) -> list[str]:
+        """Every problem of this section, each naming its key (validate_config collects them)."""
+        errors = []
+        unknown = sorted(set(self.scenarios) - {"unconditional", "prompted"})
+        if unknown:
+            errors.append(f"eval.scenarios: unknown {unknown}; choose from unconditional, prompted")
+        for key in ("num_samples", "max_new_tokens", "generation_batch_size", "self_bleu_samples"):
+            if getattr(self, key) < 1:
+                errors.append(f"eval.{key} must be >= 1, got {getattr(self, key)}")
+        if self.temperature <= 0:
+            errors.append(f"eval.temperature must be > 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            errors.append(f"eval.top_p must be in (0, 1], got {self.top_p}")
+        if self.prompts is not None and not Path(self.prompts).is_file():
+            errors.append(f"eval.prompts: file not found: {self.prompts}")
+        if self.reference_model is not None and not Path(self.reference_model).is_dir():
+            errors.append(
+                f"eval.reference_model: folder not found: {self.reference_model} "
+                "(a local transformers model folder with config.json and a tokenizer)"
+            )
+        return errors
 
 
 @dataclass

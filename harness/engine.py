@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from harness import distributed as dist
-from harness.checkpoint import load_checkpoint, save_checkpoint
-from harness.config import Config, config_to_yaml, gradient_accumulation_steps, total_steps
+from harness.checkpoint import load_checkpoint, resume_point, save_checkpoint, to_universal
+from harness.config import (
+    Config,
+    config_to_dict,
+    config_to_yaml,
+    gradient_accumulation_steps,
+    total_steps,
+)
 from harness.data.loader import BlockLoader, LoaderState, eval_batches
 from harness.data.pipeline import DataBundle, prepare_data
+from harness.data.tokenizer import tokenizer_fingerprint
 from harness.ds_config import build_ds_config
 from harness.metrics import MetricsLogger, peak_tflops
 from harness.model import LossModel, ModelStats, build_model, model_stats
@@ -71,23 +80,46 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     ]
 
 
+def _check_resume_compatible(cfg: Config, state: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint made for another model shape; name the keys that differ."""
+    saved = yaml.safe_load(state.get("config", "")) or {}
+    keys = ("arch", "path", "n_layer", "n_head", "n_embd", "config_kwargs")
+    now = config_to_dict(cfg)["model"]
+    diffs = [
+        f"model.{k}: checkpoint {saved.get('model', {}).get(k)!r}, config {now[k]!r}"
+        for k in keys
+        if saved.get("model", {}).get(k) != now[k]
+    ]
+    if saved.get("data", {}).get("seq_len") not in (None, cfg.data.seq_len):
+        diffs.append(
+            f"data.seq_len: checkpoint {saved['data']['seq_len']!r}, config {cfg.data.seq_len!r}"
+        )
+    if diffs:
+        raise ValueError(
+            f"cannot resume {cfg.run.output_dir} from checkpoint {state['tag']}: the model differs ("
+            + "; ".join(diffs)
+            + "). Use another run.output_dir or the checkpoint's config."
+        )
+
+
 def setup(cfg: Config) -> Run:
     """Initialise processes, data, model and DeepSpeed engine; resume when a checkpoint exists."""
     import deepspeed
 
     dist.init_distributed()
     configure_logging()
+    install_signal_handlers()
     world = dist.world_size()
     ds_config = build_ds_config(cfg, world)  # validates batch arithmetic for this world size
     out = Path(cfg.run.output_dir)
     ckpt_root = out / "checkpoints"
-    if cfg.checkpoint.resume == "never" and (ckpt_root / "latest").is_file():
+    state = resume_point(ckpt_root)
+    if state is not None and cfg.checkpoint.resume == "never":
         raise RuntimeError(
             f"checkpoint.resume=never but {ckpt_root} already has a checkpoint; choose another run.output_dir"
         )
-    if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(config_to_yaml(cfg))
+    if state is not None:
+        _check_resume_compatible(cfg, state)
     objective = build_objective(cfg.objective, cfg.run.seed)
     data = prepare_data(
         cfg,
@@ -95,6 +127,15 @@ def setup(cfg: Config) -> Run:
         objective.treatment_key(),
         control_tokens=bool(objective.control_tokens),
     )
+    tok_fp = tokenizer_fingerprint(data.tokenizer)
+    if state is not None and state.get("tokenizer_fingerprint") not in (None, tok_fp):
+        raise ValueError(
+            f"cannot resume from checkpoint {ckpt_root / state['tag']}: it was trained with another tokenizer "
+            f"(fingerprint {state['tokenizer_fingerprint']}, now {tok_fp}; see data.tokenizer / data.vocab_size / data.corpus)"
+        )
+    if dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(config_to_yaml(cfg))
     lm = build_model(
         cfg.model, len(data.tokenizer), cfg.data.seq_len, cfg.run.seed, data.tokenizer.eos_token_id
     )
@@ -113,16 +154,26 @@ def setup(cfg: Config) -> Run:
         cfg.train.precision,
         ds_config.get("zero_optimization", {}).get("stage", 0),
     )
+    load_tag = None
+    if state is not None and state.get("world_size") != world:
+        log.info(
+            "checkpoint %s was written by %s ranks, resuming on %d",
+            state["tag"],
+            state.get("world_size"),
+            world,
+        )
+        load_tag = to_universal(ckpt_root, state["tag"])
+        ds_config["checkpoint"] = {**ds_config.get("checkpoint", {}), "load_universal": True}
     module = LossModel(lm, objective, objective.build_value_head(lm.config.hidden_size))
     engine, _, _, _ = deepspeed.initialize(
         model=module,
         model_parameters=param_groups(module, cfg.train.weight_decay),
         config=ds_config,
     )
-    state = load_checkpoint(engine, ckpt_root) if cfg.checkpoint.resume == "auto" else None
     loader_state = LoaderState(seed=cfg.run.seed)
     start_step = tokens_seen = 0
     if state is not None:
+        load_checkpoint(engine, ckpt_root, state, load_tag)
         loader_state = LoaderState(**state["loader"])
         start_step, tokens_seen = state["step"], state["tokens"]
         log.info(
@@ -149,8 +200,33 @@ def _to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+class StopRequest:
+    """Set by SIGTERM/SIGUSR1 (what SLURM sends before a kill); all ranks agree at the next step boundary."""
+
+    signal_name: str | None = None
+
+
+def _request_stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    StopRequest.signal_name = signal.Signals(signum).name
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM and SIGUSR1 request a checkpoint and a clean exit instead of killing the run."""
+    StopRequest.signal_name = None
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, _request_stop)
+
+
+def stop_requested(device) -> bool:
+    """True on every rank if any rank received a stop signal (one small all-reduce)."""
+    return dist.all_reduce_sum([1.0 if StopRequest.signal_name else 0.0], device)[0] > 0
+
+
 def train_step(run: Run) -> dict[str, float]:
-    """One optimizer step over this rank's micro batches; returns rank-averaged loss and stats."""
+    """One optimizer step over this rank's micro batches; returns rank-averaged loss and stats.
+
+    The rank-summed stop flag rides on the same all-reduce as the losses (key `stop_requested`).
+    """
     engine = run.engine
     sums: dict[str, float] = {}
     micro_batches = run.loader.next_step()
@@ -161,9 +237,13 @@ def train_step(run: Run) -> dict[str, float]:
         for key, value in {"loss": loss, **stats}.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach().float())
     keys = sorted(sums)
-    totals = dist.all_reduce_sum([sums[k] for k in keys], engine.device)
+    totals = dist.all_reduce_sum(
+        [sums[k] for k in keys] + [1.0 if StopRequest.signal_name else 0.0], engine.device
+    )
     n = len(micro_batches) * dist.world_size()
-    return {k: v / n for k, v in zip(keys, totals, strict=True)}
+    out = {k: v / n for k, v in zip(keys, totals[:-1], strict=True)}
+    out["stop_requested"] = float(totals[-1] > 0)
+    return out
 
 
 @torch.no_grad()
@@ -197,26 +277,82 @@ def _grad_norm(engine) -> float | None:
     return float(norm.item() if torch.is_tensor(norm) else norm)
 
 
+def params_finite(engine) -> bool:
+    """True on every rank if every (local partition of every) parameter is finite."""
+    ok = True
+    for p in engine.module.parameters():
+        data = getattr(p, "ds_tensor", None)  # ZeRO-3 keeps the local partition there
+        data = p.data if data is None or p.data.numel() else data
+        if data.numel() and not torch.isfinite(data).all():
+            ok = False
+            break
+    return dist.all_true(ok, engine.device)
+
+
 def _save(run: Run, step: int) -> None:
+    if not params_finite(run.engine):
+        raise FloatingPointError(
+            f"step {step}: the weights hold NaN/inf; refusing to write a checkpoint"
+        )
     state = {
         "step": step,
         "tokens": run.tokens_seen,
+        "seed": run.cfg.run.seed,
         "loader": run.loader.state.to_dict(),
         "config": config_to_yaml(run.cfg),
         "corpus_fingerprint": run.data.corpus_fingerprint,
+        "tokenizer_fingerprint": tokenizer_fingerprint(run.data.tokenizer),
     }
+    root = Path(run.cfg.run.output_dir) / "checkpoints"
     folder = save_checkpoint(
-        run.engine,
-        Path(run.cfg.run.output_dir) / "checkpoints",
-        state,
-        run.data.tokenizer,
-        run.cfg.checkpoint.keep_last,
+        run.engine, root, state, run.data.tokenizer, run.cfg.checkpoint.keep_last
     )
     log.info("saved checkpoint %s", folder)
 
 
+def _log_record(
+    run: Run, step: int, out: dict[str, float], tokens: int, elapsed: float, peak: float
+) -> dict[str, Any]:
+    tokens_per_s = tokens / max(elapsed, 1e-9)
+    return {
+        "step": step,
+        **{k: v for k, v in out.items() if k != "stop_requested"},
+        "lr": float(run.engine.get_lr()[0]),
+        "grad_norm": _grad_norm(run.engine),
+        "tokens": run.tokens_seen,
+        "tokens_per_s": tokens_per_s,
+        "mfu": run.stats.flops_per_token * tokens_per_s / peak,
+        "epoch": run.loader.epoch,
+    }
+
+
+def _check_step_finite(run: Run, step: int, out: dict[str, float], bad_steps: int) -> int:
+    """Count consecutive non-finite steps (loss or gradient norm); stop after train.max_bad_steps."""
+    norm = _grad_norm(run.engine)
+    if math.isfinite(out["loss"]) and (norm is None or math.isfinite(norm)):
+        return 0
+    bad_steps += 1
+    first = run.loader.state.blocks_consumed - run.cfg.train.global_batch_size
+    blocks = [
+        run.loader.block_index(p) for p in range(first, first + run.cfg.train.global_batch_size)
+    ]
+    log.warning(
+        "step %d: non-finite loss %s / grad norm %s; the optimizer step is skipped (blocks %s)",
+        step,
+        out["loss"],
+        norm,
+        blocks,
+    )
+    if bad_steps >= run.cfg.train.max_bad_steps:
+        raise FloatingPointError(
+            f"{bad_steps} consecutive non-finite steps ({step - bad_steps + 1}..{step}); last batch: blocks {blocks} "
+            f"of {run.data.train.folder}. Stopping without writing a checkpoint (train.max_bad_steps={run.cfg.train.max_bad_steps})"
+        )
+    return bad_steps
+
+
 def fit(run: Run) -> dict[str, float]:
-    """Train from `run.start_step` to the end; returns the last logged metrics."""
+    """Train from `run.start_step` to the end (or a stop request); returns the last logged metrics."""
     cfg = run.cfg
     steps = total_steps(cfg)
     tokens_per_step = cfg.train.global_batch_size * cfg.data.seq_len
@@ -237,32 +373,15 @@ def fit(run: Run) -> dict[str, float]:
         step += 1
         run.tokens_seen += tokens_per_step
         window_tokens += tokens_per_step
-        if not math.isfinite(out["loss"]):
-            bad_steps += 1
-            log.warning("step %d: non-finite loss %s", step, out["loss"])
-            if bad_steps >= cfg.train.max_bad_steps:
-                raise FloatingPointError(
-                    f"{bad_steps} consecutive non-finite losses, last at step {step}; stopping without saving"
-                )
-        else:
-            bad_steps = 0
+        bad_steps = _check_step_finite(run, step, out, bad_steps)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{out['loss']:.4f}")
         is_last = step == steps
         if step % cfg.logging.every_steps == 0 or is_last or step == run.start_step + 1:
-            elapsed = time.perf_counter() - window_start
-            tokens_per_s = window_tokens / max(elapsed, 1e-9)
-            last = {
-                "step": step,
-                **out,
-                "lr": float(run.engine.get_lr()[0]),
-                "grad_norm": _grad_norm(run.engine),
-                "tokens": run.tokens_seen,
-                "tokens_per_s": tokens_per_s,
-                "mfu": run.stats.flops_per_token * tokens_per_s / peak,
-                "epoch": run.loader.epoch,
-            }
+            last = _log_record(
+                run, step, out, window_tokens, time.perf_counter() - window_start, peak
+            )
             run.metrics.log(last)
             if bar is None:
                 log.info(
@@ -271,20 +390,34 @@ def fit(run: Run) -> dict[str, float]:
                     steps,
                     out["loss"],
                     last["lr"],
-                    tokens_per_s,
+                    last["tokens_per_s"],
                 )
             window_start, window_tokens = time.perf_counter(), 0
+        stop = out["stop_requested"] > 0
         if (cfg.eval.every_steps and step % cfg.eval.every_steps == 0) or is_last:
             ev = evaluate(run)
             if ev:
                 run.metrics.log({"step": step, "tokens": run.tokens_seen, **ev})
                 last.update(ev)
                 log.info("step %d eval loss %.4f", step, ev["eval_loss"])
-        stop_now = cfg.train.stop_at_step is not None and step >= cfg.train.stop_at_step and not is_last
-        if (cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0) or is_last or stop_now:
+            stop = stop or stop_requested(
+                run.engine.device
+            )  # a signal that arrived during evaluation
+        stop_at = cfg.train.stop_at_step is not None and step >= cfg.train.stop_at_step
+        periodic = cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0
+        if periodic or is_last or stop or stop_at:
             _save(run, step)
-        if stop_now:
-            log.info("stopping after step %d (train.stop_at_step); rerun without it to continue", step)
+        if (stop or stop_at) and not is_last:
+            why = (
+                f"received {StopRequest.signal_name or 'a stop signal on another rank'}"
+                if stop
+                else "train.stop_at_step"
+            )
+            log.info(
+                "stopping after step %d (%s); checkpoint saved, rerun the same command to continue",
+                step,
+                why,
+            )
             break
     if bar is not None:
         bar.close()

@@ -1,0 +1,98 @@
+"""Command lines of scripts/evaluate.py and scripts/export.py (thin scripts call these)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from harness.config import ConfigError, strip_launcher_args
+
+
+def _offline_defaults() -> None:
+    # As harness.cli: never reach for the Hub implicitly.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _pop_option(argv: list[str], name: str) -> tuple[str | None, list[str]]:
+    """Take `--name value` / `--name=value` out of argv (the rest goes to the config parser)."""
+    out, value, i = [], None, 0
+    while i < len(argv):
+        if argv[i] == name and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+            continue
+        if argv[i].startswith(name + "="):
+            value = argv[i].split("=", 1)[1]
+        else:
+            out.append(argv[i])
+        i += 1
+    return value, out
+
+
+EVALUATE_USAGE = """usage: evaluate.py --checkpoint PATH [--output_dir DIR] [--config run.yaml ...] [--eval.KEY VALUE ...]
+
+  --checkpoint   a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder
+  --output_dir   where eval/step-XXXXXXXX/ goes (default: the run folder of the checkpoint)
+  --config       run config(s); default: the resolved config saved in the checkpoint
+  --eval.*       any eval setting, e.g. --eval.num_samples 4096 --eval.reference_model models/gpt2
+
+Launch with `deepspeed --num_gpus N scripts/evaluate.py ...` to shard the samples over N ranks.
+"""
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """`scripts/evaluate.py`: sample, score and measure a checkpoint; prints the metrics (rank 0)."""
+    _offline_defaults()
+    argv = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
+    if "-h" in argv or "--help" in argv:
+        print(EVALUATE_USAGE)
+        return 0
+    checkpoint, argv = _pop_option(argv, "--checkpoint")
+    output_dir, argv = _pop_option(argv, "--output_dir")
+    if checkpoint is None:
+        print("error: --checkpoint is required\n" + EVALUATE_USAGE, file=sys.stderr)
+        return 2
+    from harness import distributed as dist
+    from harness.engine import configure_logging
+    from harness.evaluation.evaluate import evaluate_checkpoint
+
+    dist.init_distributed()
+    configure_logging()
+    try:
+        metrics = evaluate_checkpoint(checkpoint, argv, output_dir)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if dist.is_main():
+        print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """`scripts/export.py`: write a Hugging Face folder for a checkpoint."""
+    _offline_defaults()
+    parser = argparse.ArgumentParser(
+        prog="export.py",
+        description="Export a harness checkpoint as a Hugging Face folder (model, tokenizer, model card).",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder",
+    )
+    parser.add_argument("--out", default=None, help="output folder (default: <run folder>/hf)")
+    args = parser.parse_args(strip_launcher_args(list(sys.argv[1:] if argv is None else argv)))
+    import logging
+
+    from harness.evaluation.export import export_checkpoint
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        out = export_checkpoint(args.checkpoint, args.out)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported to {out}")
+    return 0

@@ -1,0 +1,122 @@
+"""Entry points of evaluation: a saved checkpoint (scripts/evaluate.py) or the model being trained.
+
+    deepspeed --num_gpus 2 scripts/evaluate.py --checkpoint runs/pep8_mle [--eval.num_samples 4096]
+
+For a checkpoint, every rank loads the consolidated fp32 model (no ZeRO at evaluation: the model
+is replicated, the samples are sharded). During training, `evaluate_during_training` uses the
+engine's own module, ZeRO-3 partitions included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import distributed as dist
+from harness.config import Config
+from harness.evaluation.checkpoints import (
+    build_loss_model,
+    config_from_checkpoint,
+    consolidated_state_dict,
+    read_state,
+    resolve_checkpoint,
+)
+from harness.evaluation.runner import EvalContext, evaluate_model, is_partitioned
+
+log = logging.getLogger(__name__)
+
+
+def eval_dir(output_dir: str | Path, step: int) -> Path:
+    """Where the evaluation of a step is written: `<output_dir>/eval/step-XXXXXXXX`."""
+    return Path(output_dir) / "eval" / f"step-{step:08d}"
+
+
+def plain_heldout_blocks(cfg: Config, tokenizer: Any, scored_dir: Path):
+    """The untreated held-out split packed with `tokenizer` (cached; all ranks must call it)."""
+    from harness.data.packing import PackedBlocks, plain_segments
+    from harness.data.pipeline import _pack_key, pack_split
+    from harness.data.tokenizer import tokenizer_fingerprint
+    from harness.scoring.shards import shard_paths
+
+    manifest = json.loads((Path(scored_dir) / "manifest.json").read_text())
+    key = _pack_key(cfg, manifest, tokenizer_fingerprint(tokenizer), "plain", "heldout")
+    folder = Path(cfg.data.cache_dir) / "packed" / f"heldout-{key}"
+    shards = shard_paths(Path(scored_dir), manifest)
+    return PackedBlocks(pack_split(cfg, shards, tokenizer, plain_segments, folder, heldout=True))
+
+
+def _scored_dir(cfg: Config, state: dict[str, Any], notes: list[str]) -> Path | None:
+    """The run's scored shards: found by the corpus fingerprint in the checkpoint, else re-scored."""
+    from harness.data.pipeline import run_scoring, scored_dir_for
+
+    fp = state.get("corpus_fingerprint")
+    if fp and (scored_dir_for(cfg, fp) / "manifest.json").is_file():
+        return scored_dir_for(cfg, fp)
+    try:
+        return run_scoring(cfg)[0]
+    except Exception as err:  # e.g. an hf: corpus offline; samples are still worth evaluating
+        notes.append(f"eval/lm_loss skipped: scored data unavailable ({type(err).__name__}: {err})")
+        return None
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, argv: list[str] | None = None, output_dir: str | Path | None = None
+) -> dict[str, float]:
+    """Evaluate a checkpoint on every rank of the launch; rank 0 writes `<run>/eval/step-*/`."""
+    dist.init_distributed()
+    root, tag = resolve_checkpoint(checkpoint)
+    state = read_state(root, tag)
+    cfg = config_from_checkpoint(state, argv)
+    from harness.data.tokenizer import load_tokenizer
+    from harness.objectives import build_objective
+
+    conditional = bool(build_objective(cfg.objective, cfg.run.seed).control_tokens)
+    tokenizer = load_tokenizer(root / tag / "tokenizer", conditional)
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
+    model = build_loss_model(cfg, tokenizer, consolidated_state_dict(root, tag)).to(device)
+    notes: list[str] = []
+    scored = _scored_dir(cfg, state, notes)
+    heldout = plain_heldout_blocks(cfg, tokenizer, scored) if scored is not None else None
+    ctx = EvalContext(
+        cfg, model.lm, tokenizer, conditional, model, heldout, sync=False, notes=notes
+    )
+    out = eval_dir(output_dir if output_dir is not None else root.parent, int(state["step"]))
+    return evaluate_model(ctx, out, int(state["step"]), state.get("tokens"))
+
+
+def evaluate_during_training(run: Any, step: int) -> dict[str, float]:
+    """Evaluate the model being trained (all ranks call it); metrics on every rank, files on rank 0.
+
+    `run` is `harness.engine.Run`: its engine's module is the LossModel (`.lm`, `.objective`).
+    Returns `{}` when eval.scenarios is empty and there is no held-out split.
+    """
+    cfg: Config = run.cfg
+    module = run.engine.module
+    notes: list[str] = []
+    heldout = plain_heldout_blocks(cfg, run.data.tokenizer, run.data.scored_dir)
+    ctx = EvalContext(
+        cfg,
+        module.lm,
+        run.data.tokenizer,
+        bool(getattr(module.objective, "control_tokens", ())),
+        run.engine,
+        heldout,
+        sync=is_partitioned(module) and dist.world_size() > 1,
+        notes=notes,
+    )
+    was_training = module.training
+    run.engine.eval()
+    try:
+        return evaluate_model(ctx, eval_dir(cfg.run.output_dir, step), step, run.tokens_seen)
+    finally:
+        if was_training:
+            run.engine.train()

@@ -1,0 +1,306 @@
+"""Evaluate a model: samples per scenario, scored in shards across ranks, plus held-out loss and KL.
+
+    deepspeed --num_gpus 2 scripts/evaluate.py --checkpoint runs/pep8_mle --eval.num_samples 4096
+
+Every rank generates, scores and (for KL) log-scores its own global batches of samples
+(`harness.evaluation.sampling`); the records are gathered on every rank, and rank 0 computes the
+metrics (`harness.evaluation.metrics`) and writes `<output_dir>/eval/step-XXXXXXXX/samples.jsonl`
+and `metrics.json` atomically. Metric keys (also logged to metrics.jsonl/wandb during training):
+
+    eval/<scenario>/score_mean, expected_max_score, frac_above_threshold, distinct_{1,2,3},
+                    self_bleu, length_tokens_mean, compile_rate (code), num_samples
+    eval/lm_loss, eval/lm_ppl      plain next-token loss on the first eval.batches x
+                                   train.micro_batch_size blocks of the held-out split, untreated (no
+                                   control tokens, nothing filtered), so all objectives are comparable
+    eval/kl_ref                    KL(p_model || p_ref) in nats per sample, estimated on the
+                                   unconditional samples x_i ~ p_model as mean_i [log p_model(x_i) -
+                                   log p_ref(x_i)]; each model scores the decoded text with its own
+                                   tokenizer (given BOS, and <|aligned|> for conditional models), so
+                                   tokenizers may differ. Samples are prefixes (no end-of-text term).
+    eval/kl_ref_per_token          the same sum divided by the number of the model's tokens
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness import distributed as dist
+from harness.config import Config
+from harness.evaluation import metrics as M
+from harness.evaluation.sampling import (
+    generate_batch,
+    max_positions,
+    rank_batches,
+    sample_seed,
+    sequence_logprobs,
+)
+from harness.evaluation.scenarios import (
+    CODE_TASKS,
+    TASK_THRESHOLDS,
+    Scenario,
+    banned_token_ids,
+    build_scenarios,
+    control_prefix_ids,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalContext:
+    """What an evaluation needs; built by `evaluate_during_training` or `evaluate_checkpoint`."""
+
+    cfg: Config
+    lm: nn.Module  # the causal LM that generates (eval mode)
+    tokenizer: Any
+    conditional: bool  # prompt with <|aligned|>, ban the control tokens
+    loss_fn: Callable[..., Any] | None = None  # (input_ids=, scores=) -> (loss, stats), eval mode
+    heldout: Any = None  # PackedBlocks of the untreated held-out split, or None
+    sync: bool = False  # ZeRO-3: every rank must run the same forwards
+    notes: list[str] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=4)
+def _scorer(name: str, options_json: str):
+    from harness.scoring import build_scorer
+
+    return build_scorer(name, **json.loads(options_json))
+
+
+@functools.lru_cache(maxsize=2)
+def _reference(path: str, device: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def is_partitioned(module: nn.Module) -> bool:
+    """True when ZeRO-3 partitions the module's weights (its forwards are collective)."""
+    return any(hasattr(p, "ds_id") for p in module.parameters())
+
+
+def _prompt_ids(
+    ctx: EvalContext, scenario: Scenario, index: int, cap: int | None = None
+) -> list[int]:
+    """BOS (+ <|aligned|>) + the prompt's tokens, the prompt cut on the left to fit `cap` tokens."""
+    prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional)
+    text = scenario.prompt(index)
+    ids = ctx.tokenizer(text, add_special_tokens=False).input_ids if text else []
+    if cap is not None and len(prefix) + len(ids) > cap:
+        ids = ids[len(prefix) + len(ids) - cap :]
+    return prefix + ids
+
+
+def _text_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+
+def _token_budget(ctx: EvalContext, scenario: Scenario) -> tuple[int, int | None]:
+    """(new tokens per sample, prompt cap): the longest prompt plus the new tokens fit the context.
+
+    Prompts longer than half the context are cut on the left to half of it. One answer per
+    scenario, the same on every rank (ZeRO-3 ranks must step together).
+    """
+    limit = max_positions(ctx.lm)
+    wanted = ctx.cfg.eval.max_new_tokens
+    if limit is None:
+        return wanted, None
+    longest = max(len(_prompt_ids(ctx, scenario, i)) for i in range(len(scenario.prompts)))
+    cap = None
+    if longest + wanted > limit and longest > limit // 2:
+        cap = longest = limit // 2
+        ctx.notes.append(
+            f"{scenario.name}: prompts cut on the left to {cap} tokens (context {limit})"
+        )
+    budget = min(wanted, limit - longest)
+    if budget < wanted:
+        ctx.notes.append(
+            f"{scenario.name}: max_new_tokens cut to {budget} (context {limit}, longest prompt {longest})"
+        )
+    return budget, cap
+
+
+def _kl_terms(ctx: EvalContext, texts: list[str], device: str) -> list[dict[str, float]]:
+    """log p_model and log p_ref of each text, each with its own tokenizer (module docstring)."""
+    ref, ref_tok = _reference(ctx.cfg.eval.reference_model, device)
+    prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional)
+    ours = sequence_logprobs(
+        ctx.lm, [prefix + _text_ids(ctx.tokenizer, t) for t in texts], len(prefix)
+    )
+    ref_start = ref_tok.bos_token_id if ref_tok.bos_token_id is not None else ref_tok.eos_token_id
+    theirs = sequence_logprobs(ref, [[ref_start] + _text_ids(ref_tok, t) for t in texts], 1)
+    return [
+        {"logp_model": lp, "model_tokens": n, "logp_ref": rp}
+        for (lp, n), (rp, _) in zip(ours, theirs, strict=True)
+    ]
+
+
+def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str, Any]]:
+    """Generate, score (and log-score for KL) this rank's samples; gather all records, by index."""
+    ev = ctx.cfg.eval
+    tok = ctx.tokenizer
+    banned = banned_token_ids(tok, ctx.conditional)
+    with_kl = scenario.name == "unconditional" and ev.reference_model is not None
+    device = str(next(ctx.lm.parameters()).device)
+    max_new, cap = _token_budget(ctx, scenario)
+    local: list[dict[str, Any]] = []
+    batches = rank_batches(
+        ev.num_samples, ev.generation_batch_size, dist.rank(), dist.world_size(), ctx.sync
+    )
+    for batch in batches:
+        # Under ZeRO-3 a rank without a batch of its own runs a dummy one so forwards stay in step.
+        indices = list(batch) if batch is not None else [0]
+        seeds = [sample_seed(ctx.cfg.run.seed, scenario.name, i) for i in indices]
+        generated = generate_batch(
+            ctx.lm,
+            [_prompt_ids(ctx, scenario, i, cap) for i in indices],
+            seeds,
+            max_new,
+            ev.temperature,
+            ev.top_p,
+            tok.eos_token_id,
+            banned,
+            sync=ctx.sync,
+        )
+        texts = [
+            tok.decode(g, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            for g in generated
+        ]
+        kl = _kl_terms(ctx, texts, device) if with_kl else [{} for _ in texts]
+        if batch is None:
+            continue
+        prompts = [scenario.prompt(i) for i in indices]
+        scored = [
+            p + t if scenario.score_with_prompt else t for p, t in zip(prompts, texts, strict=True)
+        ]
+        scores = scorer.score_texts(scored)
+        for i, seed, prompt, text, toks, score, extra in zip(
+            indices, seeds, prompts, texts, generated, scores, kl, strict=True
+        ):
+            local.append(
+                {
+                    "scenario": scenario.name,
+                    "index": i,
+                    "seed": seed,
+                    "prompt": prompt,
+                    "text": text,
+                    "num_tokens": len(toks),
+                    "score": float(score),
+                    **extra,
+                }
+            )
+    if dist.world_size() > 1:
+        parts: list[Any] = [None] * dist.world_size()
+        torch.distributed.all_gather_object(parts, local)
+        local = [r for part in parts for r in part]
+    return sorted(local, key=lambda r: r["index"])
+
+
+@torch.no_grad()
+def heldout_lm_loss(ctx: EvalContext) -> dict[str, float]:
+    """Plain LM loss on the first eval.batches x micro_batch held-out blocks, whatever the world size.
+
+    The blocks are strided over ranks; every rank runs the same number of forwards (a rank short
+    of blocks repeats block 0 with weight 0), as ZeRO-3 needs.
+    """
+    if ctx.loss_fn is None or ctx.heldout is None:
+        return {}
+    micro = ctx.cfg.train.micro_batch_size
+    world = dist.world_size()
+    n_blocks = min(ctx.cfg.eval.batches * micro, len(ctx.heldout))
+    if n_blocks == 0:
+        ctx.notes.append("eval/lm_loss skipped: the held-out split has no full block")
+        return {}
+    ids = list(range(dist.rank(), n_blocks, world))
+    n_forwards = math.ceil(math.ceil(n_blocks / world) / micro)  # the same on every rank
+    device = next(ctx.lm.parameters()).device
+    total = 0.0
+    for k in range(n_forwards):
+        chunk = ids[k * micro : (k + 1) * micro]
+        tokens, scores = ctx.heldout[chunk or [0]]
+        loss, _ = ctx.loss_fn(
+            input_ids=torch.from_numpy(tokens).to(device),
+            scores=torch.from_numpy(scores).to(device),
+        )
+        total += float(loss.float()) * len(chunk)  # blocks are full: block mean = token mean
+    loss = dist.all_reduce_sum([total], device)[0] / n_blocks
+    return {"eval/lm_loss": loss, "eval/lm_ppl": math.exp(min(loss, 50.0))}
+
+
+def scenario_metrics(
+    ctx: EvalContext, scenario: Scenario, records: list[dict[str, Any]]
+) -> dict[str, float]:
+    """Metrics of one scenario's gathered records, keyed `eval/<scenario>/<metric>` (and KL)."""
+    ev, task = ctx.cfg.eval, ctx.cfg.data.scorer
+    threshold = ev.threshold if ev.threshold is not None else TASK_THRESHOLDS.get(task)
+    texts = [r["text"] for r in records]
+    scored = [r["prompt"] + r["text"] if scenario.score_with_prompt else r["text"] for r in records]
+    values = M.sample_metrics(
+        [r["score"] for r in records],
+        texts,
+        scored,
+        [r["num_tokens"] for r in records],
+        threshold,
+        task in CODE_TASKS,
+        ev.self_bleu_samples,
+    )
+    out = {f"eval/{scenario.name}/{k}": v for k, v in values.items()}
+    if records and "logp_ref" in records[0]:
+        diffs = [r["logp_model"] - r["logp_ref"] for r in records]
+        out["eval/kl_ref"] = sum(diffs) / len(diffs)
+        out["eval/kl_ref_per_token"] = sum(diffs) / max(1, sum(r["model_tokens"] for r in records))
+    return out
+
+
+def _write_atomic(folder: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with (tmp / "samples.jsonl").open("w") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+    (tmp / "metrics.json").write_text(json.dumps(summary, indent=2))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def evaluate_model(
+    ctx: EvalContext, out_dir: Path, step: int, tokens: int | None
+) -> dict[str, float]:
+    """Run every scenario and the held-out loss; rank 0 writes out_dir; returns metrics on all ranks."""
+    ev, cfg = ctx.cfg.eval, ctx.cfg
+    options = ev.scorer_options if ev.scorer_options is not None else cfg.data.scorer_options
+    scenarios = build_scenarios(ev.scenarios, cfg.data.scorer, ev.prompts)
+    scorer = _scorer(cfg.data.scorer, json.dumps(options, sort_keys=True)) if scenarios else None
+    if ev.reference_model is None and "unconditional" in ev.scenarios:
+        ctx.notes.append("eval/kl_ref skipped: eval.reference_model is not set")
+    if ev.threshold is None and cfg.data.scorer not in TASK_THRESHOLDS:
+        ctx.notes.append(
+            f"frac_above_threshold skipped: no eval.threshold for scorer {cfg.data.scorer!r}"
+        )
+    results: dict[str, float] = {}
+    all_records: list[dict[str, Any]] = []
+    for scenario in scenarios:
+        records = run_scenario(ctx, scenario, scorer)
+        all_records += records
+        results.update(scenario_metrics(ctx, scenario, records))
+    results.update(heldout_lm_loss(ctx))
+    if dist.is_main():
+        summary = {"step": step, "tokens": tokens, **results, "notes": ctx.notes}
+        _write_atomic(Path(out_dir), all_records, summary)
+        log.info("evaluation at step %d written to %s", step, out_dir)
+    return results

@@ -1,0 +1,336 @@
+"""Plots and a table from run folders (reads files only): the paper's Figure 2 and its Pareto view.
+
+    python scripts/report.py runs/pep8_mle runs/pep8_conditional ... --out reports/pep8
+
+Each run folder gives `config.yaml` (name, objective, task = data.scorer) and its evaluations:
+`metrics.jsonl` records with `eval/...` keys (logged during training) and
+`eval/step-*/metrics.json` (written by training and by scripts/evaluate.py), merged by step.
+Outputs in `--out`:
+
+- `score_vs_tokens.png`: misalignment score of the samples vs tokens seen, one line per run,
+  one panel per task, log y (as the paper's Figure 2);
+- `pareto.png`: final misalignment vs held-out LM loss and vs KL from the reference model, one
+  point per run (lower-left is better);
+- `report.md`: a table of each run's final metrics, with the plots linked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Colours by objective, fixed so every plot of every report reads the same.
+OBJECTIVE_COLORS = {
+    "mle": "#7f7f7f",
+    "filtering": "#1f77b4",
+    "conditional": "#2ca02c",
+    "ul": "#d62728",
+    "awr": "#9467bd",
+    "rwr": "#ff7f0e",
+}
+TASK_LABELS = {
+    "pep8": "PEP8 violations per char",
+    "pii": "PII objects per char",
+    "toxicity": "toxicity probability",
+}
+TABLE_COLUMNS = [
+    ("step", "step", "{:.0f}"),
+    ("tokens", "tokens", "{:.3g}"),
+    ("score", "eval/{s}/score_mean", "{:.4g}"),
+    ("exp. max (25)", "eval/{s}/expected_max_score", "{:.4g}"),
+    ("frac > thr.", "eval/{s}/frac_above_threshold", "{:.3f}"),
+    ("LM loss", "eval/lm_loss", "{:.4f}"),
+    ("KL (nats/sample)", "eval/kl_ref", "{:.4g}"),
+    ("distinct-1/2/3", None, ""),
+    ("self-BLEU", "eval/{s}/self_bleu", "{:.3f}"),
+    ("length", "eval/{s}/length_tokens_mean", "{:.1f}"),
+    ("compiles", "eval/{s}/compile_rate", "{:.2f}"),
+]
+
+
+@dataclass
+class RunRecord:
+    """One run folder's identity and evaluations (sorted by step)."""
+
+    folder: Path
+    name: str
+    task: str
+    objective: str
+    evals: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The evaluation with the largest step ({} when none)."""
+        return self.evals[-1] if self.evals else {}
+
+
+def _is_eval_record(record: dict[str, Any]) -> bool:
+    return "step" in record and any(k.startswith("eval/") for k in record)
+
+
+def load_run(folder: str | Path) -> RunRecord:
+    """Read a run folder; evaluations from metrics.jsonl and eval/*/metrics.json merged by step."""
+    folder = Path(folder)
+    config_file = folder / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{folder}: no config.yaml (is this a run folder?)")
+    cfg = yaml.safe_load(config_file.read_text()) or {}
+    by_step: dict[int, dict[str, Any]] = {}
+    metrics_file = folder / "metrics.jsonl"
+    if metrics_file.is_file():
+        for line in metrics_file.read_text().splitlines():
+            try:
+                record = json.loads(line) if line.strip() else {}
+            except json.JSONDecodeError:  # a run killed mid-write leaves a partial last line
+                continue
+            if _is_eval_record(record):
+                by_step.setdefault(int(record["step"]), {}).update(record)
+    for path in sorted(folder.glob("eval/step-*/metrics.json")):
+        record = json.loads(path.read_text())
+        if _is_eval_record(record):
+            by_step.setdefault(int(record["step"]), {}).update(record)
+    return RunRecord(
+        folder=folder,
+        name=cfg.get("run", {}).get("name", folder.name),
+        task=cfg.get("data", {}).get("scorer", "?"),
+        objective=cfg.get("objective", {}).get("name", "?"),
+        evals=[by_step[s] for s in sorted(by_step)],
+    )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _color(run: RunRecord) -> str:
+    if run.objective in OBJECTIVE_COLORS:
+        return OBJECTIVE_COLORS[run.objective]
+    others = ["#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    return others[hash(run.objective) % len(others)]
+
+
+def _label(run: RunRecord) -> str:
+    return (
+        run.objective
+        if run.name in (run.objective, f"{run.task}_{run.objective}")
+        else f"{run.objective} ({run.name})"
+    )
+
+
+def _by_task(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Runs per task, in the paper's order of objectives (so legends read the same everywhere)."""
+    order = list(OBJECTIVE_COLORS)
+
+    def rank(run: RunRecord) -> tuple[int, str, str]:
+        known = order.index(run.objective) if run.objective in order else len(order)
+        return known, run.objective, run.name
+
+    out: dict[str, list[RunRecord]] = {}
+    for run in sorted(runs, key=rank):
+        out.setdefault(run.task, []).append(run)
+    return out
+
+
+def _format_tokens(value: float, _pos: int = 0) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def _legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))  # several runs of one objective: one entry
+    ax.legend(unique.values(), unique.keys(), title="objective", fontsize=8)
+
+
+def _set_log_y(ax, values: list[float]) -> None:
+    if values and min(values) > 0 and max(values) / min(values) > 3:
+        ax.set_yscale(
+            "log"
+        )  # misalignment spans orders of magnitude across objectives (paper Fig. 2)
+
+
+def plot_score_vs_tokens(runs: list[RunRecord], out: Path, scenario: str = "unconditional") -> Path:
+    """Misalignment score vs tokens seen, one panel per task, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    key = f"eval/{scenario}/score_mean"
+    tasks = _by_task(runs)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
+    for ax, (task, task_runs) in zip(axes[0], tasks.items(), strict=True):
+        values = []
+        seen: dict[str, int] = {}
+        for run in task_runs:
+            style = ("-", "--", ":", "-.")[seen.get(run.objective, 0) % 4]  # runs sharing a colour
+            seen[run.objective] = seen.get(run.objective, 0) + 1
+            points = [
+                (e["tokens"], e[key])
+                for e in run.evals
+                if _finite(e.get("tokens")) and _finite(e.get(key))
+            ]
+            if not points:
+                continue
+            xs, ys = zip(*points, strict=True)
+            values += ys
+            ax.plot(xs, ys, style, marker="o", ms=4, lw=1.8, color=_color(run), label=_label(run))
+        _set_log_y(ax, values)
+        ax.set_title(f"{task}: {scenario} samples")
+        ax.set_xlabel("tokens seen")
+        ax.xaxis.set_major_formatter(FuncFormatter(_format_tokens))
+        ax.set_ylabel(f"misalignment score ({TASK_LABELS.get(task, task)})")
+        ax.grid(True, which="both", alpha=0.3)
+        if values:
+            _legend(ax)
+        else:
+            ax.text(
+                0.5, 0.5, "no evaluations logged", ha="center", va="center", transform=ax.transAxes
+            )
+    fig.suptitle("Misalignment score vs tokens seen (lower is better)")
+    fig.tight_layout()
+    path = out / "score_vs_tokens.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_pareto(runs: list[RunRecord], out: Path, scenario: str = "unconditional") -> Path:
+    """Final misalignment vs held-out LM loss and vs KL from the reference, per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = f"eval/{scenario}/score_mean"
+    tasks = _by_task(runs)
+    axes_spec = [
+        ("eval/lm_loss", "held-out LM loss (nats/token)"),
+        ("eval/kl_ref", "KL(model || reference) (nats/sample)"),
+    ]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
+    for row, (task, task_runs) in zip(axes, tasks.items(), strict=True):
+        for ax, (xkey, xlabel) in zip(row, axes_spec, strict=True):
+            values = []
+            shared = {
+                o
+                for o in (r.objective for r in task_runs)
+                if sum(r.objective == o for r in task_runs) > 1
+            }
+            for run in task_runs:
+                x, y = run.final.get(xkey), run.final.get(key)
+                if not (_finite(x) and _finite(y)):
+                    continue
+                values.append(y)
+                ax.scatter([x], [y], s=60, color=_color(run), label=run.objective, zorder=3)
+                if run.objective in shared:  # the legend cannot tell these runs apart
+                    ax.annotate(
+                        run.name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7
+                    )
+            _set_log_y(ax, values)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"misalignment score ({TASK_LABELS.get(task, task)})")
+            ax.set_title(
+                f"{task}: final {scenario} score vs {'loss' if xkey == 'eval/lm_loss' else 'KL'}"
+            )
+            ax.grid(True, which="both", alpha=0.3)
+            if values:
+                _legend(ax)
+            else:
+                hint = (
+                    "set eval.reference_model"
+                    if xkey == "eval/kl_ref"
+                    else "no held-out loss logged"
+                )
+                ax.text(
+                    0.5, 0.5, f"no data ({hint})", ha="center", va="center", transform=ax.transAxes
+                )
+    fig.suptitle("Capability cost vs misalignment (lower-left is better)")
+    fig.tight_layout()
+    path = out / "pareto.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _cell(record: dict[str, Any], key: str | None, fmt: str, scenario: str) -> str:
+    if key is None:  # distinct-1/2/3 in one cell
+        vals = [record.get(f"eval/{scenario}/distinct_{n}") for n in (1, 2, 3)]
+        return "/".join(f"{v:.2f}" for v in vals) if all(_finite(v) for v in vals) else "-"
+    value = record.get(key.format(s=scenario))
+    return fmt.format(value) if _finite(value) else "-"
+
+
+def markdown_table(runs: list[RunRecord], scenario: str = "unconditional") -> str:
+    """One row per run: its final evaluation."""
+    head = ["run", "task", "objective", *(c[0] for c in TABLE_COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in sorted(runs, key=lambda r: (r.task, r.objective, r.name)):
+        cells = [_cell(run.final, key, fmt, scenario) for _, key, fmt in TABLE_COLUMNS]
+        lines.append("| " + " | ".join([run.name, run.task, run.objective, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def write_report(
+    folders: list[str | Path], out: str | Path, scenario: str = "unconditional"
+) -> dict[str, Path]:
+    """Plots and report.md for the given run folders; returns the written paths."""
+    runs = [load_run(f) for f in folders]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "score_vs_tokens": plot_score_vs_tokens(runs, out, scenario),
+        "pareto": plot_pareto(runs, out, scenario),
+    }
+    missing = [r.name for r in runs if not r.evals]
+    text = [
+        "# PHF report",
+        "",
+        f"Runs: {', '.join(str(r.folder) for r in runs)}. Scores are of `{scenario}` samples, "
+        "misalignment per the task's scorer (lower is better); definitions in "
+        "`harness/evaluation/metrics.py` and `harness/evaluation/runner.py`.",
+        "",
+        markdown_table(runs, scenario),
+        "",
+        "![misalignment vs tokens](score_vs_tokens.png)",
+        "",
+        "![misalignment vs loss and KL](pareto.png)",
+        "",
+    ]
+    if missing:
+        text += [
+            f"No evaluations found for: {', '.join(missing)} (run scripts/evaluate.py on them).",
+            "",
+        ]
+    paths["report"] = out / "report.md"
+    paths["report"].write_text("\n".join(text))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`scripts/report.py RUN [RUN ...] --out DIR`."""
+    parser = argparse.ArgumentParser(
+        prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", help="run folders (each with config.yaml)")
+    parser.add_argument("--out", default="report", help="output folder (default: report/)")
+    parser.add_argument("--scenario", default="unconditional", help="which samples' scores to plot")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        paths = write_report(args.runs, args.out, args.scenario)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in paths.values():
+        print(path)
+    return 0
