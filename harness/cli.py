@@ -32,7 +32,13 @@ def train_main(argv: list[str] | None = None) -> int:
         return 0
     from harness.engine import train
 
-    train(cfg)
+    try:
+        train(cfg)
+    except (ValueError, FileNotFoundError) as err:  # bad input: one line naming the culprit
+        if os.environ.get("PHF_TRACEBACK"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -52,7 +58,13 @@ def score_main(argv: list[str] | None = None) -> int:
 
     dist.init_distributed()
     configure_logging()
-    folder, manifest, _ = run_scoring(cfg)
+    try:
+        folder, manifest, _ = run_scoring(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("PHF_TRACEBACK"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if dist.is_main():
         print(
             f"scored {manifest['rows']} documents into {manifest['num_shards']} shards under {folder}"

@@ -408,7 +408,10 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
     need(t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}")
     need(t.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {t.grad_clip}")
     need(t.max_bad_steps >= 1, f"train.max_bad_steps must be >= 1, got {t.max_bad_steps}")
-    need(t.stop_at_step is None or t.stop_at_step > 0, f"train.stop_at_step must be > 0, got {t.stop_at_step}")
+    need(
+        t.stop_at_step is None or t.stop_at_step > 0,
+        f"train.stop_at_step must be > 0, got {t.stop_at_step}",
+    )
 
     need(d.seq_len >= 8, f"data.seq_len must be >= 8, got {d.seq_len}")
     need(d.num_shards >= 1, f"data.num_shards must be >= 1, got {d.num_shards}")

@@ -51,7 +51,8 @@ def test_jsonl_and_parquet_corpora(tmp_path):
         assert [d.text for d in docs] == TEXTS[:4]
     scored = [{"texts": ["a\n", "b\n"], "scores": [0.0, 0.5]}]
     (tmp_path / "s.jsonl").write_text(json.dumps(scored[0]) + "\n")
-    assert load_documents(DataConfig(corpus=str(tmp_path / "s.jsonl")))[0].text == "a\nb\n"
+    doc = load_documents(DataConfig(corpus=str(tmp_path / "s.jsonl")))[0]
+    assert doc.text == "a\nb\n" and doc.texts == ("a\n", "b\n") and doc.scores == (0.0, 0.5)
 
 
 def test_bad_corpus_inputs_name_the_culprit(tmp_path):

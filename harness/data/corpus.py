@@ -103,27 +103,20 @@ def _records_documents(spec: str, text_field: str) -> Iterator[Document]:
                                 f"data.corpus: {path}:{line_no}: invalid JSON: {err}"
                             ) from None
         for i, row in enumerate(rows):
-            text = row.get(text_field)
-            if text is None and "texts" in row:
-                text = "".join(row["texts"])  # paper record schema
-            if not isinstance(text, str):
-                raise ValueError(
-                    f"data.corpus: {path} record {i} has no string field {text_field!r}"
-                )
-            yield Document(str(row.get("id", f"{path.name}/{i}")), text)
+            yield _row_document(row, f"{path.name}/{i}", text_field, f"{path} record {i}")
 
 
 def _hf_documents(name: str, text_field: str) -> Iterator[Document]:
     try:
         import datasets
     except ImportError:
-        raise RuntimeError(
+        raise ValueError(
             f"data.corpus=hf:{name} needs the `datasets` package (pip install datasets)"
         ) from None
     try:
         ds = datasets.load_dataset(name, split="train")
     except Exception as err:
-        raise RuntimeError(
+        raise ValueError(
             f"data.corpus=hf:{name}: cannot load from the Hugging Face Hub ({type(err).__name__}: {err}). "
             "Offline? Point data.corpus at local JSONL/Parquet files, or add --config configs/quickstart.yaml "
             "to use the built-in stdlib corpus."

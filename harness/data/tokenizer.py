@@ -51,7 +51,7 @@ def load_tokenizer(path: str | Path, control_tokens: bool = False):
         try:
             tok = AutoTokenizer.from_pretrained(name)
         except Exception as err:
-            raise RuntimeError(
+            raise ValueError(
                 f"data.tokenizer=hf:{name}: cannot load from the Hugging Face Hub ({type(err).__name__}). "
                 "Offline? Save it once with tokenizer.save_pretrained(folder) and set data.tokenizer to that "
                 "folder, or set data.tokenizer: null to train a BPE on the corpus."

@@ -298,3 +298,32 @@ def test_deepspeed_zero_to_fp32_script_consolidates_zero3_with_tied_weights(tmp_
     assert lm.lm_head.weight is lm.transformer.wte.weight
     assert torch.equal(lm.lm_head.weight, sd["transformer.wte.weight"])
     assert os.path.getsize(files[0]) > 0
+
+
+def test_resuming_with_another_model_or_tokenizer_fails_before_touching_outputs(tmp_path):
+    cfg = tiny_config(tmp_path, train={"max_steps": 2})
+    check(python_run("train.py", ["--config", str(cfg)]))
+    run = tmp_path / "run"
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    proc = python_run(
+        "train.py", ["--config", str(cfg), "--train.max_steps", "4", "--model.n_embd", "32"]
+    )
+    assert proc.returncode == 2
+    assert "model.n_embd: checkpoint 64, config 32" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot resume")
+    proc = python_run(
+        "train.py", ["--config", str(cfg), "--train.max_steps", "4", "--data.vocab_size", "600"]
+    )
+    assert proc.returncode == 2 and "another tokenizer" in proc.stderr.strip().splitlines()[-1]
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_bad_data_fails_with_one_line_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"texts": ["a", "b"], "scores": [0.1]}\n')
+    cfg = tiny_config(tmp_path, data={"corpus": str(bad), "max_documents": None})
+    proc = python_run("train.py", ["--config", str(cfg)])
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: data.corpus:") and "bad.jsonl record 0" in last
+    assert not (tmp_path / "run").exists()
