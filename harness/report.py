@@ -168,7 +168,7 @@ def plot_score_vs_tokens(runs: list[RunRecord], out: Path, scenario: str = "unco
 
     key = f"eval/{scenario}/score_mean"
     tasks = _by_task(runs)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(7.0, 5.5 * len(tasks)), 4.2), squeeze=False)
     for ax, (task, task_runs) in zip(axes[0], tasks.items(), strict=True):
         values = []
         seen: dict[str, int] = {}

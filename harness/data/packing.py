@@ -67,6 +67,23 @@ def _encode_documents(
         yield from flush()
 
 
+def _fresh_tmp(out_dir: Path) -> Path:
+    """An empty temporary folder beside `out_dir`, to be renamed into place when complete."""
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _publish(tmp: Path, meta: dict[str, Any], out_dir: Path) -> Path:
+    """Write meta.json last, then replace `out_dir` with the finished folder."""
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
 def pack_blocks(
     records: Iterable[dict[str, Any]],
     tok,
@@ -78,9 +95,7 @@ def pack_blocks(
 ) -> Path:
     """Tokenize, treat, join and cut `records` into `out_dir` (tokens.bin, scores.bin, meta.json)."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(out_dir)
     dtype = _token_dtype(len(tok))
     buf_ids: list[int] = []
     buf_scores: list[float] = []
@@ -111,11 +126,7 @@ def pack_blocks(
         "num_tokens": n_tokens,
         "dropped_tail_tokens": len(buf_ids),
     }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir
+    return _publish(tmp, meta, out_dir)
 
 
 class PackedBlocks:
@@ -159,9 +170,7 @@ class PackedBlocks:
 def concat_packed(parts: list[Path], out_dir: Path) -> Path:
     """Concatenate packed folders (in order) into one, atomically; the parts are left in place."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(out_dir)
     metas = [json.loads((Path(p) / "meta.json").read_text()) for p in parts]
     if len({(m["seq_len"], m["token_dtype"]) for m in metas}) > 1:
         raise ValueError(f"cannot concatenate packed parts with different seq_len/dtype: {parts}")
@@ -179,8 +188,4 @@ def concat_packed(parts: list[Path], out_dir: Path) -> Path:
         "dropped_tail_tokens": sum(m["dropped_tail_tokens"] for m in metas),
         "parts": len(parts),
     }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir
+    return _publish(tmp, meta, out_dir)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.config import Config, parse_config
+from harness.config import Config, ConfigError, parse_config
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,16 @@ def config_from_checkpoint(state: dict[str, Any], argv: list[str] | None = None)
     """
     argv = list(argv or [])
     if "--config" in argv:
-        return parse_config(argv, prog="evaluate.py")
-    with tempfile.TemporaryDirectory() as tmp:
-        saved = Path(tmp) / "config.yaml"
-        saved.write_text(state["config"])
-        return parse_config(["--config", str(saved), *argv], prog="evaluate.py")
+        cfg = parse_config(argv, prog="evaluate.py")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = Path(tmp) / "config.yaml"
+            saved.write_text(state["config"])
+            cfg = parse_config(["--config", str(saved), *argv], prog="evaluate.py")
+    problems = cfg.eval.problems()  # also checked by validate_config once it collects them
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return cfg
 
 
 def consolidated_state_dict(root: Path, tag: str) -> dict[str, torch.Tensor]:

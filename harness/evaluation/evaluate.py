@@ -112,6 +112,7 @@ def evaluate_during_training(run: Any, step: int) -> dict[str, float]:
         heldout,
         sync=is_partitioned(module) and dist.world_size() > 1,
         notes=notes,
+        skip_unavailable_scorer=True,
     )
     was_training = module.training
     run.engine.eval()

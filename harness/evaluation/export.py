@@ -174,8 +174,9 @@ def export_hf(
         save_file(head, str(tmp / VALUE_HEAD_FILE), metadata={"format": "pt"})
     card = model_card(cfg, lm, state or {}, value_head is not None, eval_metrics)
     (tmp / "README.md").write_text(card)
+    keep = ("step", "tokens", "world_size", "corpus_fingerprint")  # where the weights came from
     (tmp / "phf_run.json").write_text(
-        json.dumps({k: v for k, v in (state or {}).items() if k != "config"}, indent=2)
+        json.dumps({k: v for k, v in (state or {}).items() if k in keep}, indent=2)
     )
     old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
     if out_dir.exists():

@@ -70,6 +70,9 @@ class EvalContext:
     heldout: Any = None  # PackedBlocks of the untreated held-out split, or None
     sync: bool = False  # ZeRO-3: every rank must run the same forwards
     notes: list[str] = field(default_factory=list)
+    # During training a scorer that cannot be built (e.g. Detoxify weights absent while training on
+    # published scored data) skips the samples with a note instead of stopping the run.
+    skip_unavailable_scorer: bool = False
 
 
 @functools.lru_cache(maxsize=4)
@@ -285,7 +288,18 @@ def evaluate_model(
     ev, cfg = ctx.cfg.eval, ctx.cfg
     options = ev.scorer_options if ev.scorer_options is not None else cfg.data.scorer_options
     scenarios = build_scenarios(ev.scenarios, cfg.data.scorer, ev.prompts)
-    scorer = _scorer(cfg.data.scorer, json.dumps(options, sort_keys=True)) if scenarios else None
+    scorer = None
+    if scenarios:
+        try:
+            scorer = _scorer(cfg.data.scorer, json.dumps(options, sort_keys=True))
+        except Exception as err:  # the same on every rank: the scorer build is deterministic
+            if not ctx.skip_unavailable_scorer:
+                raise
+            log.warning(
+                "evaluation samples skipped: scorer %s unavailable: %s", cfg.data.scorer, err
+            )
+            ctx.notes.append(f"samples skipped: scorer {cfg.data.scorer!r} unavailable ({err})")
+            scenarios = []
     if ev.reference_model is None and "unconditional" in ev.scenarios:
         ctx.notes.append("eval/kl_ref skipped: eval.reference_model is not set")
     if ev.threshold is None and cfg.data.scorer not in TASK_THRESHOLDS:

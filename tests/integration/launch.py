@@ -76,6 +76,13 @@ def deepspeed_run(
     return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
+def deepspeed_popen(script: str, args: list[str], num_procs: int = 2, **kwargs) -> subprocess.Popen:
+    """Start `deepspeed --num_gpus N scripts/<script> args` in the background."""
+    return subprocess.Popen(
+        deepspeed_cmd(script, args, num_procs), cwd=ROOT, env=env(), text=True, **kwargs
+    )
+
+
 def python_run(script: str, args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     """`python scripts/<script> args` without a launcher."""
     cmd = [sys.executable, str(ROOT / "scripts" / script), *args]

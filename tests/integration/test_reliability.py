@@ -16,7 +16,7 @@ import torch
 from tests.integration.launch import (
     ROOT,
     check,
-    deepspeed_cmd,
+    deepspeed_popen,
     deepspeed_run,
     env,
     python_run,
@@ -77,13 +77,8 @@ def _wait_for_step(run_dir, step, proc, timeout=300):
 
 def test_sigterm_to_one_rank_saves_on_all_ranks_and_exits_0(tmp_path):
     cfg = tiny_config(tmp_path, train={"max_steps": 2000}, checkpoint={"every_steps": 0})
-    proc = subprocess.Popen(
-        deepspeed_cmd("train.py", ["--config", str(cfg)]),
-        cwd=ROOT,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc = deepspeed_popen(
+        "train.py", ["--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     run = tmp_path / "run"
     _wait_for_step(run, 3, proc)

@@ -9,11 +9,9 @@ import pytest
 
 from harness.scoring.shards import read_shard, shard_paths
 from tests.integration.launch import (
-    ROOT,
     check,
-    deepspeed_cmd,
+    deepspeed_popen,
     deepspeed_run,
-    env,
     python_run,
     tiny_config,
 )
@@ -48,10 +46,9 @@ def test_killed_scoring_run_resumes_without_loss_or_duplicates(tmp_path):
             "scorer": "tests.integration.slow_scorer.SlowPEP8Scorer",
         },
     )
-    proc = subprocess.Popen(
-        deepspeed_cmd("score.py", ["--config", str(cfg)]),
-        cwd=ROOT,
-        env=env(),
+    proc = deepspeed_popen(
+        "score.py",
+        ["--config", str(cfg)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
