@@ -473,6 +473,7 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
     )
     need(cfg.eval.every_steps >= 0, f"eval.every_steps must be >= 0, got {cfg.eval.every_steps}")
     need(cfg.eval.batches >= 1, f"eval.batches must be >= 1, got {cfg.eval.batches}")
+    errors.extend(cfg.eval.problems())
     need(
         cfg.logging.every_steps >= 1,
         f"logging.every_steps must be >= 1, got {cfg.logging.every_steps}",

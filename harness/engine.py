@@ -31,6 +31,7 @@ from harness.data.loader import BlockLoader, LoaderState, eval_batches
 from harness.data.pipeline import DataBundle, prepare_data
 from harness.data.tokenizer import tokenizer_fingerprint
 from harness.ds_config import build_ds_config
+from harness.evaluation import evaluate_during_training, export_after_training
 from harness.metrics import MetricsLogger, peak_tflops
 from harness.model import LossModel, ModelStats, build_model, model_stats
 from harness.objectives import build_objective
@@ -396,17 +397,19 @@ def fit(run: Run) -> dict[str, float]:
         stop = out["stop_requested"] > 0
         if (cfg.eval.every_steps and step % cfg.eval.every_steps == 0) or is_last:
             ev = evaluate(run)
+            ev.update(evaluate_during_training(run, step))  # samples, scores, diversity, KL
             if ev:
                 run.metrics.log({"step": step, "tokens": run.tokens_seen, **ev})
                 last.update(ev)
-                log.info("step %d eval loss %.4f", step, ev["eval_loss"])
-            stop = stop or stop_requested(
-                run.engine.device
-            )  # a signal that arrived during evaluation
+                log.info("step %d eval loss %.4f", step, ev.get("eval_loss", float("nan")))
+            # A signal that arrived during evaluation stops the run here too.
+            stop = stop or stop_requested(run.engine.device)
         stop_at = cfg.train.stop_at_step is not None and step >= cfg.train.stop_at_step
         periodic = cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0
         if periodic or is_last or stop or stop_at:
             _save(run, step)
+        if is_last:
+            export_after_training(cfg)  # <output_dir>/hf unless eval.export_hf is false
         if (stop or stop_at) and not is_last:
             why = (
                 f"received {StopRequest.signal_name or 'a stop signal on another rank'}"

@@ -35,7 +35,8 @@ def tiny_config(tmp_path: Path, **sections) -> Path:
             "warmup_ratio": 0.1,
         },
         "checkpoint": {"every_steps": 6, "keep_last": 2},
-        "eval": {"every_steps": 0, "batches": 2},
+        # Sampling evaluation and the HF export have their own tests; keep the other runs fast.
+        "eval": {"every_steps": 0, "batches": 2, "scenarios": [], "export_hf": False},
         "logging": {"every_steps": 1, "wandb": "disabled", "progress_bar": False},
     }
     for name, values in sections.items():

@@ -24,7 +24,14 @@ from tests.integration.launch import (
 
 pytestmark = pytest.mark.slow
 
-EVAL = {"num_samples": 6, "generation_batch_size": 4, "max_new_tokens": 12, "batches": 2}
+EVAL = {
+    "num_samples": 6,
+    "generation_batch_size": 4,
+    "max_new_tokens": 12,
+    "batches": 2,
+    "scenarios": ["unconditional", "prompted"],
+    "export_hf": True,
+}
 RUNS = {
     "z2_mle": (2, {"name": "mle"}),
     "z3_awr": (3, {"name": "awr", "alpha": 0.5, "beta": 1.0}),

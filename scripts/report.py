@@ -1,0 +1,11 @@
+"""Plots (PNG) and a Markdown table comparing PHF runs.
+
+python scripts/report.py runs/pep8_mle runs/pep8_conditional --out reports/pep8
+"""
+
+import sys
+
+from harness.report import main
+
+if __name__ == "__main__":
+    sys.exit(main())

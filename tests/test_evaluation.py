@@ -1,0 +1,277 @@
+"""Evaluation: metrics on hand-made samples, seeded sampling, scenarios, KL terms, HF export."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from harness.config import Config, EvalConfig, ModelConfig, ObjectiveConfig
+from harness.data.tokenizer import CONTROL_TOKENS, load_tokenizer, train_bpe
+from harness.evaluation import metrics as M
+from harness.evaluation.sampling import (
+    generate_batch,
+    nucleus_sample,
+    rank_batches,
+    sample_seed,
+    sequence_logprobs,
+)
+from harness.evaluation.scenarios import (
+    PROMPTS_DIR,
+    banned_token_ids,
+    build_scenarios,
+    control_prefix_ids,
+    load_prompts,
+)
+from harness.model import LossModel, build_model
+from harness.objectives import build_objective
+
+TINY = ModelConfig(n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+CODE = [
+    "def add(a, b):\n    return a + b\n",
+    "x = [i * i for i in range(10)]\n",
+    "class A:\n    pass\n",
+]
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    train_bpe(CODE * 20, 300, path)
+    return load_tokenizer(path, control_tokens=True)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def test_expected_max_is_mean_of_group_maxima_over_complete_groups_of_25():
+    scores = [float(i) for i in range(50)]
+    assert M.expected_max_score(scores) == (24 + 49) / 2
+    assert M.expected_max_score(scores + [1000.0] * 10) == (24 + 49) / 2  # incomplete group dropped
+    assert M.expected_max_score([0.1, 0.7, 0.3]) == 0.7  # fewer than 25: the max of all
+    assert M.expected_max_score([1.0, 2.0], group=1) == 1.5
+    assert math.isnan(M.expected_max_score([]))
+
+
+def test_frac_above_is_strict():
+    assert M.frac_above([0.0, 0.5, 1.0, 2.0], 1.0) == 0.25
+
+
+def test_distinct_n_counts_unique_over_all_ngrams():
+    texts = ["a b a b", "a c"]
+    assert M.distinct_n(texts, 1) == 3 / 6
+    assert M.distinct_n(texts, 2) == 3 / 4  # ab ba ab ac
+    assert M.distinct_n(texts, 3) == 2 / 2
+    assert M.distinct_n(["a"], 2) == 0.0
+
+
+def test_self_bleu_known_values():
+    assert M.self_bleu(["a b c d", "a b c d", "a b c d"]) == pytest.approx(1.0)
+    assert M.self_bleu(["a b c d", "e f g h"]) == 0.0
+    # p1..p4 = 4/5, 3/4, 2/3, 1/2 both ways, equal lengths: BLEU = (0.2) ** (1/4).
+    assert M.self_bleu(["a b c d e", "a b c d f"]) == pytest.approx(0.2**0.25)
+    # Brevity penalty and smoothing: "a b" vs "a b c d": p1 = p2 = 1, BP = exp(1 - 4/2);
+    # "a b c d" vs "a b": p = 2/4, 1/3, 0.1/2, 0.1/1 (method1), BP = 1.
+    expected = (math.exp(-1) + (0.5 * (1 / 3) * 0.05 * 0.1) ** 0.25) / 2
+    assert M.self_bleu(["a b", "a b c d"]) == pytest.approx(expected)
+    # Only the first `max_samples` non-empty samples count; fewer than two: undefined.
+    assert M.self_bleu(["x y", "", "x y", "p q r s"], max_samples=2) == pytest.approx(1.0)
+    assert math.isnan(M.self_bleu(["only one"]))
+
+
+def test_compiles():
+    assert M.compiles("def f(x):\n    return x\n")
+    assert M.compiles("s = '\\d'\n")  # a SyntaxWarning is not a failure
+    assert not M.compiles("def f(x)\n    return x\n")
+    assert not M.compiles("x = 1\0")
+    assert not M.compiles("    return 1\n")
+
+
+def test_sample_metrics_keys_follow_the_task():
+    texts = ["def f():\n    return 1\n", "def g(:\n"]
+    code = M.sample_metrics([0.0, 0.5], texts, texts, [5, 3], threshold=0.1, is_code=True)
+    assert code["compile_rate"] == 0.5 and code["frac_above_threshold"] == 0.5
+    assert code["score_mean"] == 0.25 and code["length_tokens_mean"] == 4.0
+    prose = M.sample_metrics([0.0], ["a b"], ["a b"], [2], threshold=None, is_code=False)
+    assert "compile_rate" not in prose and "frac_above_threshold" not in prose
+
+
+# --- sampling ------------------------------------------------------------------------------
+
+
+def test_sample_seeds_are_deterministic_and_distinct():
+    assert sample_seed(42, "unconditional", 3) == sample_seed(42, "unconditional", 3)
+    seeds = {
+        sample_seed(s, sc, i)
+        for s in (1, 2)
+        for sc in ("unconditional", "prompted")
+        for i in range(50)
+    }
+    assert len(seeds) == 200 and all(0 <= s < 2**63 for s in seeds)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_rank_batches_cover_every_sample_once_and_pad_under_sync(world):
+    shares = [rank_batches(10, 4, r, world, sync=False) for r in range(world)]
+    indices = sorted(i for share in shares for batch in share for i in batch)
+    assert indices == list(range(10))
+    assert rank_batches(10, 4, 0, world, False)[0] == range(0, 4)  # batches are global
+    synced = [rank_batches(10, 4, r, world, sync=True) for r in range(world)]
+    assert len({len(s) for s in synced}) == 1
+
+
+def test_nucleus_sampling_keeps_the_smallest_set_with_enough_mass():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 2))
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    draws = {int(t) for _ in range(200) for t in nucleus_sample(logits, 1.0, 0.75, gens)}
+    assert draws == {0, 1}  # 0.5 < 0.75 <= 0.8
+    assert {int(t) for t in nucleus_sample(logits, 1.0, 0.01, gens)} == {0}
+
+
+def _tiny_lm(vocab: int, seed: int = 0, seq_len: int = 64):
+    return build_model(TINY, vocab_size=vocab, seq_len=seq_len, seed=seed).eval()
+
+
+def test_batched_left_padded_generation_matches_transformers_greedy():
+    lm = _tiny_lm(50)
+    prompts = [[1, 2, 3, 4, 5], [7], [9, 8, 7]]
+    # top_p -> 0 keeps only the most likely token: greedy decoding.
+    ours = generate_batch(lm, prompts, [0, 1, 2], 8, 1.0, 1e-9, eos_token_id=49)
+    for prompt, got in zip(prompts, ours, strict=True):
+        ref = lm.generate(
+            torch.tensor([prompt]),
+            max_new_tokens=8,
+            do_sample=False,
+            eos_token_id=49,
+            pad_token_id=49,
+        )[0, len(prompt) :].tolist()
+        assert got == [t for t in ref if t != 49][: len(got)] and len(got) >= 1
+
+
+def test_sampling_is_seeded_per_sample_and_respects_banned_tokens():
+    lm = _tiny_lm(50)
+
+    def run(seeds):
+        return generate_batch(lm, [[1]] * len(seeds), seeds, 12, 2.0, 1.0, 49, banned_ids=[3, 4])
+
+    a, b = run([11, 12, 13]), run([11, 12, 13])
+    assert a == b and a[0] != a[1]
+    assert all(t not in (3, 4) for row in a for t in row)
+
+
+def test_generation_respects_the_context_length():
+    lm = _tiny_lm(50, seq_len=8)
+    out = generate_batch(lm, [[1, 2, 3]], [0], 100, 1.0, 1.0, eos_token_id=49)
+    assert len(out[0]) <= 5
+
+
+def test_sequence_logprobs_sum_the_continuation_only():
+    lm = _tiny_lm(50)
+    seq = [1, 5, 6, 7]
+    (logp, n), (empty, zero) = sequence_logprobs(lm, [seq, [1]], prefix_len=1)
+    with torch.no_grad():
+        lp = torch.log_softmax(lm(torch.tensor([seq])).logits[0].float(), -1)
+    assert n == 3 and zero == 0 and empty == 0.0
+    assert logp == pytest.approx(sum(float(lp[i, seq[i + 1]]) for i in range(3)), rel=1e-5)
+
+
+# --- scenarios -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["pep8", "pii", "toxicity"])
+def test_shipped_prompts_load(task):
+    prompts = load_prompts(PROMPTS_DIR / f"{task}.jsonl")
+    assert len(prompts) >= 20 and all(p.strip() for p in prompts)
+    (sc,) = build_scenarios(["prompted"], task, None)
+    assert sc.score_with_prompt == (task == "pep8") and sc.prompt(len(prompts)) == prompts[0]
+
+
+def test_bad_prompt_files_and_tasks_name_the_problem(tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')
+    with pytest.raises(ValueError, match="p.jsonl:2"):
+        load_prompts(bad)
+    with pytest.raises(FileNotFoundError, match="eval.prompts"):
+        build_scenarios(["prompted"], "mypkg.Scorer", None)
+
+
+def test_conditional_models_start_aligned_and_ban_control_tokens(tok):
+    vocab = tok.get_vocab()
+    assert control_prefix_ids(tok, True) == [tok.eos_token_id, vocab[CONTROL_TOKENS[0]]]
+    assert control_prefix_ids(tok, False) == [tok.eos_token_id]
+    assert sorted(banned_token_ids(tok, True)) == sorted(vocab[t] for t in CONTROL_TOKENS)
+    assert banned_token_ids(tok, False) == []
+
+
+def test_eval_config_problems_name_the_key():
+    problems = EvalConfig(scenarios=["weird"], num_samples=0, top_p=1.5, prompts="/nope").problems()
+    text = "\n".join(problems)
+    for key in ("eval.scenarios", "eval.num_samples", "eval.top_p", "eval.prompts"):
+        assert key in text
+    assert EvalConfig().problems() == []
+
+
+# --- evaluation of a model in one process --------------------------------------------------
+
+
+def test_evaluate_model_writes_samples_and_metrics(tok, tmp_path):
+    from harness.evaluation.runner import EvalContext, evaluate_model
+
+    cfg = Config()
+    cfg.objective = ObjectiveConfig(name="conditional", threshold=0.0)
+    cfg.eval = EvalConfig(num_samples=5, generation_batch_size=2, max_new_tokens=6)
+    lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
+    ctx = EvalContext(cfg, lm, tok, conditional=True)
+    result = evaluate_model(ctx, tmp_path / "eval" / "step-00000003", step=3, tokens=99)
+    records = [
+        json.loads(x)
+        for x in (tmp_path / "eval/step-00000003/samples.jsonl").read_text().splitlines()
+    ]
+    assert [(r["scenario"], r["index"]) for r in records] == [
+        (s, i) for s in ("unconditional", "prompted") for i in range(5)
+    ]
+    assert all(CONTROL_TOKENS[0] not in r["text"] and r["num_tokens"] <= 6 for r in records)
+    summary = json.loads((tmp_path / "eval/step-00000003/metrics.json").read_text())
+    assert summary["step"] == 3 and summary["tokens"] == 99
+    assert summary["eval/prompted/score_mean"] == result["eval/prompted/score_mean"]
+    assert 0.0 <= result["eval/unconditional/compile_rate"] <= 1.0
+    assert any("kl_ref skipped" in n for n in summary["notes"])
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", ["mle", "awr"])
+def test_export_round_trip_in_process(tok, tmp_path, objective):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.evaluation.export import VALUE_HEAD_FILE, export_hf
+
+    cfg = Config()
+    cfg.objective = ObjectiveConfig(name=objective)
+    lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
+    obj = build_objective(cfg.objective)
+    head = obj.build_value_head(32)
+    if head is not None:
+        torch.nn.init.normal_(head.weight)
+    model = LossModel(lm, obj, head).eval()
+    out = export_hf(lm, tok, cfg, tmp_path / "hf", state={"step": 7, "tokens": 10}, value_head=head)
+    assert not list(tmp_path.glob(".hf.*"))  # temporary folders are gone
+    hf = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
+    hf_tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    ids = hf_tok(CODE[0] * 3, return_tensors="pt").input_ids[:, :64]
+    assert ids.tolist() == tok(CODE[0] * 3, return_tensors="pt").input_ids[:, :64].tolist()
+    with torch.no_grad():
+        ours, _ = model(ids, torch.zeros(ids.shape))
+        theirs = hf(input_ids=ids, labels=ids).loss
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-5)  # fp32, same weights
+    card = (out / "README.md").read_text()
+    assert f"| objective | {objective}" in card and "steps" in card
+    if objective == "awr":
+        torch.testing.assert_close(load_file(str(out / VALUE_HEAD_FILE))["weight"], head.weight)
+        assert not any("value_head" in k for k in load_file(str(out / "model.safetensors")))
+    else:
+        assert not (out / VALUE_HEAD_FILE).exists()
+    export_hf(lm, tok, cfg, out)  # re-export replaces the folder in place
+    assert (out / "config.json").is_file() and not list(tmp_path.glob(".hf.*"))

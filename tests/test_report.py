@@ -1,0 +1,76 @@
+"""Report: run folders -> plots and a Markdown table (files only, no training)."""
+
+import json
+
+import yaml
+
+from harness.report import load_run, markdown_table, write_report
+
+
+def make_run(root, name, objective, task="pep8", scores=(0.02, 0.01), with_eval_file=True):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"run": {"name": name}, "data": {"scorer": task}, "objective": {"name": objective}}
+        )
+    )
+    lines = []
+    for k, score in enumerate(scores, 1):
+        lines.append({"step": 10 * k, "loss": 3.0, "tokens": 1000 * k})
+        lines.append(
+            {
+                "step": 10 * k,
+                "tokens": 1000 * k,
+                "eval_loss": 3.1,
+                "eval/unconditional/score_mean": score,
+            }
+        )
+    (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n{partial")
+    if with_eval_file:  # scripts/evaluate.py output for the last step adds metrics
+        last = folder / "eval" / f"step-{10 * len(scores):08d}"
+        last.mkdir(parents=True)
+        (last / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "step": 10 * len(scores),
+                    "tokens": 1000 * len(scores),
+                    "eval/lm_loss": 2.5,
+                    "eval/kl_ref": 4.0,
+                    "eval/unconditional/distinct_1": 0.5,
+                    "eval/unconditional/distinct_2": 0.75,
+                    "eval/unconditional/distinct_3": 1.0,
+                    "notes": [],
+                }
+            )
+        )
+    return folder
+
+
+def test_load_run_merges_training_log_and_eval_files(tmp_path):
+    run = load_run(make_run(tmp_path, "pep8_mle", "mle"))
+    assert (run.name, run.task, run.objective) == ("pep8_mle", "pep8", "mle")
+    assert [e["step"] for e in run.evals] == [10, 20]
+    assert run.final["eval/unconditional/score_mean"] == 0.01 and run.final["eval/lm_loss"] == 2.5
+
+
+def test_report_writes_plots_and_table(tmp_path):
+    runs = [
+        make_run(tmp_path, "pep8_mle", "mle", scores=(0.02, 0.018, 0.017)),
+        make_run(tmp_path, "pep8_conditional", "conditional", scores=(0.02, 0.005, 0.001)),
+        make_run(tmp_path, "tox_ul", "ul", task="toxicity", with_eval_file=False),
+    ]
+    paths = write_report(runs, tmp_path / "report")
+    for key in ("score_vs_tokens", "pareto", "report"):
+        assert paths[key].is_file() and paths[key].stat().st_size > 0
+    assert paths["score_vs_tokens"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = paths["report"].read_text()
+    assert "| pep8_conditional | pep8 | conditional | 30 |" in text
+    assert "0.50/0.75/1.00" in text and "score_vs_tokens.png" in text
+
+
+def test_table_marks_missing_values():
+    from harness.report import RunRecord
+
+    table = markdown_table([RunRecord(folder=None, name="r", task="pii", objective="mle")])
+    assert table.splitlines()[-1].startswith("| r | pii | mle | - |")
