@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from harness.compat import is_original_cli, translate_original_cli
 from harness.config import ConfigError, config_to_yaml, parse_config
 
 
@@ -23,6 +24,8 @@ def train_main(argv: list[str] | None = None) -> int:
     show = "--print_config" in argv
     argv = [a for a in argv if a != "--print_config"]
     try:
+        if is_original_cli(argv):  # the original PHF code's --task/--method/--override interface
+            argv = translate_original_cli(argv)
         cfg = parse_config(argv, prog="train.py", world_size=env_world_size())
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -56,7 +56,6 @@ IGNORED: dict[str, str] = {
     ),
     "generation.metrics_configs[].n": "distinct-n is reported for n = 1, 2, 3 and self-BLEU with 4-grams",
     "generation.metrics_configs[].log_tables": "n-gram tables were a wandb display option",
-    "generation.scenario_configs[].name": "scenarios are named `unconditional` and `prompted` here",
     "generation.scenario_configs[].display_as_html": "a wandb table rendering option",
     "generation.scenario_configs[].generate_kwargs.min_length": (
         "no minimum length here: a sample may end at EOS before 10 tokens (the original banned EOS "

@@ -30,7 +30,7 @@ from harness.config import ConfigError
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
-_MISSING = object()
+_KINDS = {"number": "a number", "integer": "an integer", "bool": "true or false", "str": "a string"}
 
 
 def merge_configs(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +77,9 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> list[str]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 where = ".".join(path[: depth + 1])
-                raise ConfigError(f"--override {item!r}: {where} is not a section (it holds {child!r})")
+                raise ConfigError(
+                    f"--override {item!r}: {where} is not a section (it holds {child!r})"
+                )
             node = child
         node[path[-1]] = parse_override_value(raw)
         keys.append(key)
@@ -110,7 +112,9 @@ def _load_yaml(path: str, flag: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{flag} {path}: expected a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{flag} {path}: expected a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 
@@ -149,17 +153,43 @@ class OriginalConfig:
         for key in reversed(self.override_keys):
             if path == key or path.startswith((key + ".", key + "[")):
                 return f"--override {key}"
-        if path in self.method_leaves:
+        under = (path + ".", path + "[")
+        if path in self.method_leaves or any(k.startswith(under) for k in self.method_leaves):
             return self.method_file
         return self.task_file
 
     def has(self, path: str) -> bool:
         """Whether the merged config sets `path` (a leaf, or a section with leaves under it)."""
-        return path in self.leaves or any(k.startswith((path + ".", path + "[")) for k in self.leaves)
+        return path in self.leaves or any(
+            k.startswith((path + ".", path + "[")) for k in self.leaves
+        )
 
     def take(self, path: str, default: Any = None) -> Any:
         """Consume a leaf and return its value (`default` when absent)."""
         return self.leaves.pop(path, default)
+
+    def value(self, path: str, kind: str, default: Any = None, required: bool = False) -> Any:
+        """Consume `path`, checking its type (`number`, `integer`, `bool`, `str`); absent or null -> `default`."""
+        value = self.take(path)
+        if value is None:
+            if required:
+                self.errors.append(
+                    f"{path}: required (the original code needs it), but it is not set"
+                )
+            return default
+        if kind in ("number", "integer") and isinstance(value, str) and _NUMBER.fullmatch(value):
+            value = float(value)  # YAML reads `1e-3` as a string (the original passed it on as one)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {
+            "number": numeric,
+            "integer": numeric and float(value).is_integer(),
+            "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
+        }[kind]
+        if not ok:
+            self.error(path, f"expected {_KINDS[kind]}, got {value!r}")
+            return default
+        return int(value) if kind == "integer" else float(value) if kind == "number" else value
 
     def take_section(self, path: str) -> dict[str, Any]:
         """Consume every leaf under `path`; return them keyed by the rest of their path."""

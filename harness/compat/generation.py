@@ -1,0 +1,157 @@
+"""Translate the original's `generation` section (GenerateAndScoreCallback) into `eval`.
+
+The original ran a list of scenarios, each with its own sample count and `generate_kwargs`
+(`apo/callbacks.py`); the harness has one `unconditional` and one `prompted` scenario sharing
+`eval.num_samples`, `max_new_tokens`, `temperature`, `top_p` and `threshold`. Those are taken from
+the unconditional scenario (else the first), and a note names any other scenario whose value differs.
+The scorer of the samples is the task's scorer, so `scorer_config.class_name` also sets `data.scorer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.compat.original import OriginalConfig
+from harness.data.tokenizer import CONTROL_TOKENS
+
+SCORERS = {"DetoxifyToxicityScorer": "toxicity", "PIIScorer": "pii", "PEP8Scorer": "pep8"}
+METRICS = ("Length", "NGramStats", "SelfBlEU", "Compilability")  # apo/metrics.py
+PROMPT_CACHE = Path(".cache/phf/compat")
+_SHARED = ("num_samples", "max_new_tokens", "temperature", "top_p", "threshold")
+
+
+def convert_prompts(path: Path) -> str:
+    """The original's `{"text": ...}` prompt file as the harness's `{"prompt": ...}` file (cached copy)."""
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}:{lineno}: not a JSON object") from None
+        if record is not None and not isinstance(record, dict):
+            raise ValueError(f"{path}:{lineno}: not a JSON object")
+        if record is not None and "prompt" not in record and "text" not in record:
+            raise ValueError(f'{path}:{lineno}: expected a "text" (or "prompt") field')
+        records += [record] if record is not None else []
+    if all("prompt" in r for r in records):
+        return str(path)
+    body = "".join(json.dumps({"prompt": r.get("prompt", r.get("text"))}) + "\n" for r in records)
+    out = PROMPT_CACHE / f"prompts-{hashlib.sha256(body.encode()).hexdigest()[:12]}.jsonl"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".tmp{os.getpid()}")  # ranks may convert at the same time
+        tmp.write_text(body)
+        tmp.replace(out)
+    return str(out)
+
+
+def _scenario(o: OriginalConfig, i: int, scorer: str | None, conditional: bool) -> dict[str, Any]:
+    """One scenario's kind and shared settings; checks the keys the harness decides itself."""
+    p = f"generation.scenario_configs[{i}]"
+    prompts = o.value(f"{p}.prompts_path", "str")
+    kind = "prompted" if prompts else "unconditional"
+    prefix = o.value(f"{p}.prefix", "str")
+    if prefix is not None and (prefix != CONTROL_TOKENS[0] or not conditional):
+        o.error(
+            f"{p}.prefix",
+            f"only {CONTROL_TOKENS[0]} for a conditionally trained model (added automatically)",
+        )
+    before = o.value(f"{p}.prompt_before_control", "bool", False)
+    if prompts and prefix and not before:
+        o.error(
+            f"{p}.prompt_before_control",
+            "the control token always comes before the prompt here: set it to true",
+        )
+    with_prompt = o.value(f"{p}.use_prompt_for_scoring", "bool", False)
+    if prompts and with_prompt != (scorer == "pep8"):
+        o.error(
+            f"{p}.use_prompt_for_scoring",
+            "fixed by task here: code samples are scored with their prompt, prose without",
+        )
+    if o.value(f"{p}.token_type_id", "integer") is not None:
+        o.error(f"{p}.token_type_id", "token type ids are not supported here")
+    g = f"{p}.generate_kwargs"
+    if o.value(f"{g}.do_sample", "bool", False) is not True:
+        o.error(f"{g}.do_sample", "the harness always samples: set do_sample: true")
+    if o.value(f"{g}.top_k", "integer", 50) != 0:  # 50: the transformers default when absent
+        o.error(f"{g}.top_k", "the harness samples without top-k (nucleus only): set top_k: 0")
+    max_new = o.value(f"{g}.max_new_tokens", "integer")
+    max_length = o.value(f"{g}.max_length", "integer", 20)  # 20: the transformers default
+    if max_new is None:
+        # max_length counted the prompt: BOS (plus the control token); the harness counts new tokens.
+        max_new = max(1, max_length - 1 - (1 if prefix else 0))
+    out = {
+        "kind": kind,
+        "name": o.value(f"{p}.name", "str", kind),  # the kind is what counts here
+        "num_samples": o.value(f"{p}.num_samples", "integer", 32),
+        "max_new_tokens": max_new,
+        "temperature": o.value(f"{g}.temperature", "number", 1.0),
+        "top_p": o.value(f"{g}.top_p", "number", 1.0),
+        "threshold": o.value(f"{p}.num_hits_threshold", "number", 0.5),
+    }
+    if prompts:
+        if Path(prompts).is_file():
+            try:
+                out["prompts"] = convert_prompts(Path(prompts))
+            except ValueError as err:
+                o.error(f"{p}.prompts_path", str(err))
+        else:
+            o.note(
+                f"{p}.prompts_path",
+                f"{prompts} not found here: the shipped prompt set for the task is used",
+            )
+    return out
+
+
+def translate_generation(o: OriginalConfig, conditional: bool) -> tuple[str | None, dict[str, Any]]:
+    """(data.scorer, eval section) from `generation`; errors and notes are collected on `o`."""
+    g = "generation"
+    name = o.value(f"{g}.scorer_config.class_name", "str")
+    scorer = SCORERS.get(name or "")
+    if name is None:
+        o.errors.append(f"{g}.scorer_config.class_name: required, it names the task's scorer")
+    elif scorer is None:
+        o.error(
+            f"{g}.scorer_config.class_name", f"unknown scorer {name!r}; known: {', '.join(SCORERS)}"
+        )
+    ev: dict[str, Any] = {"every_steps": o.value(f"{g}.every_n_steps", "integer", 1000)}
+    if scorer == "toxicity":  # apo/scorers.py scored samples with Detoxify('unbiased')
+        ev["scorer_options"] = {"model_type": "unbiased"}
+    if f"{g}.batch_size" in o.leaves:
+        ev["generation_batch_size"] = o.value(f"{g}.batch_size", "integer", 16)
+    for key, value in list(o.leaves.items()):
+        if re.fullmatch(rf"{g}\.metrics_configs\[\d+\]\.class_name", key) and value not in METRICS:
+            o.error(key, f"unknown metric {value!r}; the original's are {', '.join(METRICS)}")
+            o.take(key)
+    found = {
+        int(m.group(1)) for k in o.leaves if (m := re.match(rf"{g}\.scenario_configs\[(\d+)\]", k))
+    }
+    o.take(f"{g}.scenario_configs")  # an empty list: no scenarios
+    scenarios = [_scenario(o, i, scorer, conditional) for i in sorted(found)]
+    kinds = [s["kind"] for s in scenarios]
+    ev["scenarios"] = list(dict.fromkeys(kinds))
+    if kinds.count("prompted") > 1:
+        o.errors.append(
+            f"{g}.scenario_configs: at most one scenario with prompts_path is supported here"
+        )
+    if not scenarios:
+        return scorer, ev
+    main = next((s for s in scenarios if s["kind"] == "unconditional"), scenarios[0])
+    ev.update({key: main[key] for key in _SHARED})
+    prompted = [s["prompts"] for s in scenarios if "prompts" in s]
+    if prompted:
+        ev["prompts"] = prompted[0]
+    for s in scenarios:
+        differ = [k for k in _SHARED if s[k] != main[k]]
+        if differ:
+            o.notes.append(
+                f"{g}.scenario_configs ({s['name']}): {', '.join(f'{k}={s[k]}' for k in differ)} not used: "
+                f"all scenarios share {', '.join(f'{k}={main[k]}' for k in differ)} here "
+                f"(from scenario {main['name']})"
+            )
+    return scorer, ev
