@@ -96,3 +96,14 @@ def test_manifest_lists_rows_per_shard(tmp_path):
     score_shards(DOCS, "fp1", tmp_path, 3, "pep8", {}, progress=False)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert [s["rows"] for s in manifest["shards"]] == [7, 8, 8]
+
+
+def test_balanced_assignment_is_deterministic_and_covers_each_shard_once():
+    from harness.scoring.shards import balanced_assignment
+
+    sizes = [5, 1, 1, 1, 1, 1, 100, 2]
+    parts = balanced_assignment(list(range(8)), sizes, 2)
+    assert sorted(k for p in parts for k in p) == list(range(8))
+    assert parts == balanced_assignment(list(range(8)), sizes, 2)
+    assert parts[0] == [6]  # the huge shard alone on one rank, the rest on the other
+    assert balanced_assignment([1, 3], sizes, 3) == [[1], [3], []]

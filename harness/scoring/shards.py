@@ -43,6 +43,21 @@ def shard_bounds(num_docs: int, num_shards: int) -> list[tuple[int, int]]:
     ]
 
 
+def balanced_assignment(shards: list[int], sizes: list[int], world: int) -> list[list[int]]:
+    """Deal shards to ranks, largest first to the least-loaded rank (LPT), the same on every rank.
+
+    Contiguous shards of a sorted corpus differ a lot in size (a few huge files cluster), so
+    round-robin leaves one rank working alone at the end.
+    """
+    loads = [0] * world
+    out: list[list[int]] = [[] for _ in range(world)]
+    for k in sorted(shards, key=lambda k: (-sizes[k], k)):
+        r = min(range(world), key=lambda r: (loads[r], r))
+        out[r].append(k)
+        loads[r] += sizes[k]
+    return [sorted(ks) for ks in out]
+
+
 def scorer_key(name: str, options: dict[str, Any]) -> str:
     """Canonical description of a scorer and its options."""
     return f"{name}{json.dumps(options, sort_keys=True)}"
@@ -172,11 +187,11 @@ def score_shards(
     if manifest_file.is_file():
         return json.loads(manifest_file.read_text())
     bounds = shard_bounds(len(docs), num_shards)
-    mine = [
-        k
-        for k in range(dist.rank(), num_shards, dist.world_size())
-        if not (folder / shard_name(k, num_shards)).is_file()
-    ]
+    # Rank 0 decides what is left, before any rank writes, so every rank deals the same shards.
+    todo = [k for k in range(num_shards) if not (folder / shard_name(k, num_shards)).is_file()]
+    todo = dist.broadcast_object(todo)
+    shard_bytes = [sum(len(d.text) for d in docs[lo:hi]) for lo, hi in bounds]
+    mine = balanced_assignment(todo, shard_bytes, dist.world_size())[dist.rank()]
     if mine:
         scorer = build_scorer(scorer_name, **scorer_options)
         bar = None
