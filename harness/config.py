@@ -204,6 +204,14 @@ class EvalConfig:
     """Scorer options for samples (e.g. `{model_type: unbiased}` as the paper's toxicity samples); None: data.scorer_options."""
     reference_model: str | None = None
     """Local causal LM folder (with its tokenizer) for KL(model || reference) on unconditional samples; None skips KL."""
+    api_kl_model: str | None = None
+    """Model name at an OpenAI-compatible completions API for KL(API model || model) on the API's own samples, as the paper's KL from GPT-3 (davinci; code-cushman-001 for pep8); None skips. The key comes from OPENAI_API_KEY only."""
+    api_kl_base_url: str | None = None
+    """Base URL of the completions API (`<url>/completions`); None: env OPENAI_BASE_URL, else https://api.openai.com/v1."""
+    api_kl_samples: int = 64
+    """Samples drawn from the API model for eval/kl_api (paper: 4096); cached under data.cache_dir/api_kl and reused."""
+    api_kl_max_tokens: int = 64
+    """Tokens per API sample (paper: 64)."""
     self_bleu_samples: int = 100
     """Samples (the first non-empty ones) used for self-BLEU, which is quadratic in this number."""
     export_hf: bool = True
@@ -215,7 +223,14 @@ class EvalConfig:
         unknown = sorted(set(self.scenarios) - {"unconditional", "prompted"})
         if unknown:
             errors.append(f"eval.scenarios: unknown {unknown}; choose from unconditional, prompted")
-        for key in ("num_samples", "max_new_tokens", "generation_batch_size", "self_bleu_samples"):
+        for key in (
+            "num_samples",
+            "max_new_tokens",
+            "generation_batch_size",
+            "self_bleu_samples",
+            "api_kl_samples",
+            "api_kl_max_tokens",
+        ):
             if getattr(self, key) < 1:
                 errors.append(f"eval.{key} must be >= 1, got {getattr(self, key)}")
         if self.temperature <= 0:
@@ -228,6 +243,14 @@ class EvalConfig:
             errors.append(
                 f"eval.reference_model: folder not found: {self.reference_model} "
                 "(a local transformers model folder with config.json and a tokenizer)"
+            )
+        if self.api_kl_model is not None and not self.api_kl_model.strip():
+            errors.append("eval.api_kl_model must be a model name (or null to skip), got ''")
+        url = self.api_kl_base_url
+        if url is not None and not url.startswith(("http://", "https://")):
+            errors.append(
+                f"eval.api_kl_base_url must start with http:// or https://, got {url!r} "
+                "(e.g. https://api.openai.com/v1)"
             )
         return errors
 

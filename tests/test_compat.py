@@ -155,6 +155,44 @@ def test_sample_evaluation_follows_the_generation_section(tmp_path):
     assert pep8.eval.prompts is None  # resources/functions_csnet.jsonl is not here: the shipped set
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_kl_gpt3_callback_becomes_api_kl(tmp_path, task):
+    model = "code-cushman-001" if task == "pep8" else "davinci"
+    cfg = translated(tmp_path, task, "conditional")  # with prefix: <|aligned|>
+    assert (cfg.eval.api_kl_model, cfg.eval.api_kl_samples, cfg.eval.api_kl_max_tokens) == (
+        model,
+        4096,
+        64,
+    )
+    assert cfg.eval.api_kl_base_url is None  # OPENAI_BASE_URL or OpenAI's
+    _, notes = translate_files(*files(task, "mle"))
+    assert any(n.startswith(f"kl_gpt3_callback -> eval.api_kl_model={model}") for n in notes)
+    off, _ = translate_files(*files(task, "mle"), ["kl_gpt3_callback=None"])
+    assert not any(k.startswith("api_kl") for k in off["eval"])
+
+
+def test_kl_gpt3_callback_defaults_and_checks(tmp_path):
+    task = yaml.safe_load((FIXTURES / "pii" / "pretrain.yml").read_text())
+    task["kl_gpt3_callback"] = {}  # KLGPT3Callback's and GPT3's defaults
+    native, _ = translate_files(write(tmp_path, "t.yml", task), files("pii", "mle")[1])
+    ev = native["eval"]
+    assert (ev["api_kl_model"], ev["api_kl_samples"], ev["api_kl_max_tokens"]) == (
+        "text-davinci-002",
+        4096,
+        128,
+    )
+    # every_n_steps differing from the evaluation's is a note: KL comes with every evaluation.
+    task["kl_gpt3_callback"] = {"every_n_steps": 500, "gpt3_kwargs": {"model_name": "m"}}
+    _, notes = translate_files(write(tmp_path, "t.yml", task), files("pii", "mle")[1])
+    assert any("kl_gpt3_callback.every_n_steps" in n and "not every 500" in n for n in notes)
+    # A prefix only with conditional training; unknown options are errors naming the key.
+    task["kl_gpt3_callback"] = {"prefix": "<|aligned|>", "gpt3_kwargs": {"temperature": 0.5}}
+    with pytest.raises(ConfigError) as err:
+        translate_files(write(tmp_path, "t.yml", task), files("pii", "mle")[1])
+    assert "kl_gpt3_callback.prefix" in str(err.value)
+    assert "kl_gpt3_callback.gpt3_kwargs.temperature" in str(err.value)
+
+
 # --- merge and override semantics ---------------------------------------------------------------
 
 
@@ -326,12 +364,15 @@ def test_unsupported_values_are_errors_naming_the_key(tmp_path):
 
 def test_documented_ignored_keys_are_accepted_with_a_note(tmp_path):
     assert ignored_reason("training.hub_model_id") == IGNORED["training.hub_model_id"]
-    assert ignored_reason("kl_gpt3_callback.gpt3_kwargs.model_name") is not None
+    assert ignored_reason("kl_gpt3_callback.force_call_on") is not None
+    assert (
+        ignored_reason("kl_gpt3_callback.gpt3_kwargs.model_name") is None
+    )  # mapped: eval.api_kl_*
     assert ignored_reason("generation.scenario_configs[3].display_as_html") is not None
     assert ignored_reason("training.learning_rat") is None
     native, notes = translate_files(*files("pep8", "conditional"))
     assert any("training.hub_model_id" in n and "never uploads" in n for n in notes)
-    assert any(n.startswith("ignored kl_gpt3_callback.") for n in notes)
+    assert any(n.startswith("ignored kl_gpt3_callback.should_insert_prefix") for n in notes)
     assert any("scale_attn_by" in n for n in notes)
     assert native["objective"]["name"] == "conditional"
 
@@ -407,7 +448,8 @@ def test_train_cli_prints_the_translated_config(capsys, monkeypatch):
         printed["train"]["micro_batch_size"] == 4 and printed["train"]["global_batch_size"] == 1024
     )
     assert printed["objective"]["name"] == "awr" and printed["objective"]["beta"] == 10.0
-    assert "note: ignored kl_gpt3_callback." in err
+    assert "note: ignored generation.force_call_on, kl_gpt3_callback.force_call_on" in err
+    assert printed["eval"]["api_kl_model"] == "davinci"
     assert os.environ["WANDB_RUN_GROUP"] == "g1"
 
 

@@ -5,9 +5,11 @@
     python scripts/convert_config.py --task ... --method ... [--override ...] -o toxicity_mle.yaml
 
 - `original.py`: load, merge (method over task, recursively) and override, as the original did.
-- `translate.py`, `generation.py`: map every key onto the native config or reject it by name.
+- `translate.py`, `generation.py`: map every key onto the native config or reject it by name
+  (`kl_gpt3_callback` onto `eval.api_kl_*`).
 - `keys.py`: the documented keys that are accepted but have no effect here, with the reason.
-- `openai_kl.py`: log-probabilities from an OpenAI-compatible completions API (the paper's GPT-3 KL).
+- `openai_kl.py`: log-probabilities from an OpenAI-compatible completions API (the paper's GPT-3
+  KL), used by harness/evaluation/api_kl.py for eval/kl_api.
 """
 
 from harness.compat.cli import (

@@ -5,6 +5,13 @@ The original ran a list of scenarios, each with its own sample count and `genera
 `eval.num_samples`, `max_new_tokens`, `temperature`, `top_p` and `threshold`. Those are taken from
 the unconditional scenario (else the first), and a note names any other scenario whose value differs.
 The scorer of the samples is the task's scorer, so `scorer_config.class_name` also sets `data.scorer`.
+
+The original's `kl_gpt3_callback` (KLGPT3Callback: KL(GPT-3 || model) on GPT-3's samples) becomes
+`eval.api_kl_*`: `gpt3_kwargs.model_name` -> `api_kl_model`, `num_samples` -> `api_kl_samples`,
+`max_tokens` -> `api_kl_max_tokens` (the callback's defaults where absent: text-davinci-002, 4096,
+128). The KL is measured at every evaluation (`eval.every_steps`); the API is any
+OpenAI-compatible server (OPENAI_API_KEY, OPENAI_BASE_URL), see harness/evaluation/api_kl.py.
+`kl_gpt3_callback: null` (e.g. `--override kl_gpt3_callback=None`) leaves it off.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ SCORERS = {"DetoxifyToxicityScorer": "toxicity", "PIIScorer": "pii", "PEP8Scorer
 METRICS = ("Length", "NGramStats", "SelfBlEU", "Compilability")  # apo/metrics.py
 PROMPT_CACHE = Path(".cache/phf/compat")
 _SHARED = ("num_samples", "max_new_tokens", "temperature", "top_p", "threshold")
+KL = "kl_gpt3_callback"
+# KLGPT3Callback's and GPT3's defaults (apo/callbacks.py, apo/kl_gpt3.py).
+KL_DEFAULTS = {"model_name": "text-davinci-002", "num_samples": 4096, "max_tokens": 128}
+RETIRED = ("davinci", "code-cushman-001", "text-davinci-002")  # the paper's, gone from OpenAI
 
 
 def convert_prompts(path: Path) -> str:
@@ -155,3 +166,44 @@ def translate_generation(o: OriginalConfig, conditional: bool) -> tuple[str | No
                 f"(from scenario {main['name']})"
             )
     return scorer, ev
+
+
+def translate_kl_callback(o: OriginalConfig, conditional: bool, ev: dict[str, Any]) -> None:
+    """`kl_gpt3_callback` -> `eval.api_kl_*` in `ev` (in place); errors and notes are collected on `o`."""
+    if not o.has(KL):
+        return
+    if KL in o.leaves:  # a section without keys: null (off here; the original failed) or {}
+        section = o.take(KL)
+        if section is None:
+            return
+        if section != {}:
+            o.error(KL, f"expected a mapping of the callback's options, got {section!r}")
+            return
+    model = o.value(f"{KL}.gpt3_kwargs.model_name", "str", KL_DEFAULTS["model_name"])
+    ev["api_kl_model"] = model
+    ev["api_kl_samples"] = o.value(f"{KL}.num_samples", "integer", KL_DEFAULTS["num_samples"])
+    ev["api_kl_max_tokens"] = o.value(f"{KL}.max_tokens", "integer", KL_DEFAULTS["max_tokens"])
+    prefix = o.value(f"{KL}.prefix", "str")
+    if prefix is not None and (prefix != CONTROL_TOKENS[0] or not conditional):
+        o.error(
+            f"{KL}.prefix",
+            f"only {CONTROL_TOKENS[0]} for a conditionally trained model (added automatically)",
+        )
+    written = f"{KL}.every_n_steps" in o.leaves
+    every = o.value(f"{KL}.every_n_steps", "integer", 1000)  # CustomCallback's default
+    if every != ev.get("every_steps"):
+        message = (
+            f"KL is measured at every evaluation here: every {ev.get('every_steps')} steps "
+            f"(eval.every_steps, from generation.every_n_steps), not every {every}"
+        )
+        if written:
+            o.note(f"{KL}.every_n_steps", message)
+        else:
+            o.notes.append(f"{KL}.every_n_steps (default {every}): {message}")
+    retired = " (OpenAI's own API no longer serves it)" if model in RETIRED else ""
+    o.notes.append(
+        f"{KL} -> eval.api_kl_model={model}: KL({model} || model) on {ev['api_kl_samples']} samples "
+        "of an OpenAI-compatible completions API at every evaluation; set OPENAI_API_KEY, and "
+        f"OPENAI_BASE_URL for a server other than OpenAI's{retired}; when the API cannot be used, "
+        f"training skips eval/kl_api with a note (to turn it off: --override {KL}=None)"
+    )

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 
-_KL_REASON = (
-    "not used yet: the harness estimates KL from a local reference model (eval.reference_model); "
-    "harness/compat/openai_kl.py queries an OpenAI-compatible completions API the original's way "
-    "(completion_logprobs, sample_completions, forward_kl)"
+_FORCE_CALL_REASON = (
+    "evaluation runs every eval.every_steps and always at the end of training "
+    "(the paper's lists hold only the final step)"
 )
 _HUB_REASON = (
     "the harness never uploads: the Hugging Face export is written to <output_dir>/hf/ "
@@ -40,10 +39,7 @@ IGNORED: dict[str, str] = {
         "GPT2Config has no such option: the original stored an attribute nothing reads "
         "(scale_attn_by_inverse_layer_idx stays false)"
     ),
-    "generation.force_call_on": (
-        "evaluation runs every eval.every_steps and always at the end of training "
-        "(the paper's lists hold only the final step)"
-    ),
+    "generation.force_call_on": _FORCE_CALL_REASON,
     "generation.run_on_train_end": "evaluation always runs at the end of training",
     "generation.scorer_config.device": (
         "the harness places the scorer itself (CPU unless eval.scorer_options.device says otherwise); "
@@ -65,7 +61,17 @@ IGNORED: dict[str, str] = {
         "both control tokens are banned automatically when sampling a conditionally trained model"
     ),
     "generation.scenario_configs[].generate_kwargs.eos_token_id": "sampling stops at the tokenizer's own EOS",
-    "kl_gpt3_callback.*": _KL_REASON,
+    # kl_gpt3_callback's model_name, num_samples, max_tokens, prefix and every_n_steps are mapped
+    # onto eval.api_kl_* (harness/compat/generation.py); these are not:
+    "kl_gpt3_callback.force_call_on": _FORCE_CALL_REASON,
+    "kl_gpt3_callback.run_on_train_end": "evaluation, KL included, always runs at the end of training",
+    "kl_gpt3_callback.should_insert_prefix": (
+        "the model scores the API's samples given BOS and <|aligned|> once at the start (as for "
+        "eval/kl_ref), not with <|aligned|> after every newline"
+    ),
+    "kl_gpt3_callback.generate_batch_size": "the callback never sampled from the model being trained",
+    "kl_gpt3_callback.eval_batch_size": "the model scores the API's samples in batches of eval.generation_batch_size",
+    "kl_gpt3_callback.gpt3_kwargs.batch_size": "the API is asked for 8 completions per request",
 }
 
 

@@ -15,7 +15,8 @@ it) and is skipped, as the original did (`token_logprobs[1:]`). The request asks
 
 Configuration: `OPENAI_API_KEY` (required), `OPENAI_BASE_URL` (default https://api.openai.com/v1;
 any OpenAI-compatible server, e.g. vLLM's, works), `OPENAI_MODEL` (or the `model` argument).
-Standard library only (urllib), no `openai` package.
+Standard library only (urllib), no `openai` package. The evaluation uses it for eval/kl_api when
+`eval.api_kl_model` is set (harness/evaluation/api_kl.py; the original's `kl_gpt3_callback`).
 """
 
 from __future__ import annotations

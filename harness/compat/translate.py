@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.compat.generation import translate_generation
+from harness.compat.generation import translate_generation, translate_kl_callback
 from harness.compat.keys import ignored_reason, normalise
 from harness.compat.original import OriginalConfig
 from harness.compat.training import run_checkpoint_logging, train_section
@@ -253,7 +253,9 @@ def translate(o: OriginalConfig, run_name: str | None = None) -> dict[str, Any]:
     if native["train"].pop("gradient_checkpointing", False):
         native["model"]["gradient_checkpointing"] = True
     native.update(run_checkpoint_logging(o, run_name))
-    scorer, evaluation = translate_generation(o, objective.get("name") == "conditional")
+    conditional = objective.get("name") == "conditional"
+    scorer, evaluation = translate_generation(o, conditional)
+    translate_kl_callback(o, conditional, evaluation)
     if scorer is not None:
         data["scorer"] = scorer
     native["eval"] = evaluation

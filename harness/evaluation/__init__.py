@@ -5,6 +5,7 @@
 
 Modules: `scenarios` (prompts, control tokens), `sampling` (seeded, shard-invariant generation),
 `metrics` (definitions of every number), `runner` (sharded generate/score/gather, files),
+`api_kl` (KL from an OpenAI-compatible completions API, the paper's KL from GPT-3),
 `checkpoints` (consolidated fp32 weights of any ZeRO stage), `evaluate` (entry points for a
 checkpoint and for the training loop), `export` (Hugging Face folder and model card).
 """

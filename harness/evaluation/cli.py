@@ -37,6 +37,8 @@ EVALUATE_USAGE = """usage: evaluate.py --checkpoint PATH [--output_dir DIR] [--c
   --output_dir   where eval/step-XXXXXXXX/ goes (default: the run folder of the checkpoint)
   --config       run config(s); default: the resolved config saved in the checkpoint
   --eval.*       any eval setting, e.g. --eval.num_samples 4096 --eval.reference_model models/gpt2
+                 or --eval.api_kl_model davinci (KL from an OpenAI-compatible completions API:
+                 OPENAI_API_KEY, and OPENAI_BASE_URL or --eval.api_kl_base_url for another server)
 
 Launch with `deepspeed --num_gpus N scripts/evaluate.py ...` to shard the samples over N ranks.
 """
@@ -55,6 +57,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         print("error: --checkpoint is required\n" + EVALUATE_USAGE, file=sys.stderr)
         return 2
     from harness import distributed as dist
+    from harness.compat.openai_kl import OpenAIError
     from harness.engine import configure_logging
     from harness.evaluation.evaluate import evaluate_checkpoint
 
@@ -62,7 +65,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         metrics = evaluate_checkpoint(checkpoint, argv, output_dir)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, OpenAIError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if dist.is_main():

@@ -5,6 +5,10 @@
 For a checkpoint, every rank loads the consolidated fp32 model (no ZeRO at evaluation: the model
 is replicated, the samples are sharded). During training, `evaluate_during_training` uses the
 engine's own module, ZeRO-3 partitions included.
+
+KL against a completions API (eval.api_kl_model, `harness.evaluation.api_kl`): during training an
+unreachable or failing API skips eval/kl_api with a note in metrics.json; for a checkpoint the
+evaluation fails with the API client's message (OpenAIError, exit status 2 in scripts/evaluate.py).
 """
 
 from __future__ import annotations
@@ -113,6 +117,7 @@ def evaluate_during_training(run: Any, step: int) -> dict[str, float]:
         sync=is_partitioned(module) and dist.world_size() > 1,
         notes=notes,
         skip_unavailable_scorer=True,
+        skip_unavailable_api=True,
     )
     was_training = module.training
     run.engine.eval()

@@ -18,6 +18,10 @@ and `metrics.json` atomically. Metric keys (also logged to metrics.jsonl/wandb d
                                    tokenizer (given BOS, and <|aligned|> for conditional models), so
                                    tokenizers may differ. Samples are prefixes (no end-of-text term).
     eval/kl_ref_per_token          the same sum divided by the number of the model's tokens
+    eval/kl_api, kl_api_per_token  KL(API model || p_model) on samples of an OpenAI-compatible
+                                   completions API (eval.api_kl_model; the paper's KL from GPT-3),
+                                   scored by the model as for kl_ref; see harness.evaluation.api_kl.
+                                   The API's samples go to api_samples.jsonl beside samples.jsonl.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ from torch import nn
 from harness import distributed as dist
 from harness.config import Config
 from harness.evaluation import metrics as M
+from harness.evaluation.api_kl import (
+    API_SAMPLES_FILE,
+    api_kl,
+    fetch_api_samples,
+    model_logprobs,
+    text_ids,
+)
 from harness.evaluation.sampling import (
     generate_batch,
     max_positions,
@@ -73,6 +84,9 @@ class EvalContext:
     # During training a scorer that cannot be built (e.g. Detoxify weights absent while training on
     # published scored data) skips the samples with a note instead of stopping the run.
     skip_unavailable_scorer: bool = False
+    # During training an unreachable or failing completions API (eval.api_kl_model) skips
+    # eval/kl_api with a note; scripts/evaluate.py fails with the client's message instead.
+    skip_unavailable_api: bool = False
 
 
 @functools.lru_cache(maxsize=4)
@@ -107,10 +121,6 @@ def _prompt_ids(
     return prefix + ids
 
 
-def _text_ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False).input_ids if text else []
-
-
 def _token_budget(ctx: EvalContext, scenario: Scenario) -> tuple[int, int | None]:
     """(new tokens per sample, prompt cap): the longest prompt plus the new tokens fit the context.
 
@@ -139,12 +149,9 @@ def _token_budget(ctx: EvalContext, scenario: Scenario) -> tuple[int, int | None
 def _kl_terms(ctx: EvalContext, texts: list[str], device: str) -> list[dict[str, float]]:
     """log p_model and log p_ref of each text, each with its own tokenizer (module docstring)."""
     ref, ref_tok = _reference(ctx.cfg.eval.reference_model, device)
-    prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional)
-    ours = sequence_logprobs(
-        ctx.lm, [prefix + _text_ids(ctx.tokenizer, t) for t in texts], len(prefix)
-    )
+    ours = model_logprobs(ctx, texts)
     ref_start = ref_tok.bos_token_id if ref_tok.bos_token_id is not None else ref_tok.eos_token_id
-    theirs = sequence_logprobs(ref, [[ref_start] + _text_ids(ref_tok, t) for t in texts], 1)
+    theirs = sequence_logprobs(ref, [[ref_start] + text_ids(ref_tok, t) for t in texts], 1)
     return [
         {"logp_model": lp, "model_tokens": n, "logp_ref": rp}
         for (lp, n), (rp, _) in zip(ours, theirs, strict=True)
@@ -268,13 +275,22 @@ def scenario_metrics(
     return out
 
 
-def _write_atomic(folder: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+def _write_atomic(
+    folder: Path,
+    records: list[dict[str, Any]],
+    summary: dict[str, Any],
+    api_records: list[dict[str, Any]] | None = None,
+) -> None:
     tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with (tmp / "samples.jsonl").open("w") as fh:
-        for r in records:
-            fh.write(json.dumps(r) + "\n")
+    files = {"samples.jsonl": records}
+    if api_records:
+        files[API_SAMPLES_FILE] = api_records
+    for name, rows in files.items():
+        with (tmp / name).open("w") as fh:
+            for r in rows:
+                fh.write(json.dumps(r) + "\n")
     (tmp / "metrics.json").write_text(json.dumps(summary, indent=2))
     if folder.exists():
         shutil.rmtree(folder)
@@ -286,6 +302,8 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Run every scenario and the held-out loss; rank 0 writes out_dir; returns metrics on all ranks."""
     ev, cfg = ctx.cfg.eval, ctx.cfg
+    # First, so that scripts/evaluate.py fails before any sampling when the API cannot be used.
+    api_samples = fetch_api_samples(ctx)
     options = ev.scorer_options if ev.scorer_options is not None else cfg.data.scorer_options
     scenarios = build_scenarios(ev.scenarios, cfg.data.scorer, ev.prompts)
     scorer = None
@@ -313,8 +331,10 @@ def evaluate_model(
         all_records += records
         results.update(scenario_metrics(ctx, scenario, records))
     results.update(heldout_lm_loss(ctx))
+    kl_api, api_records = api_kl(ctx, api_samples)
+    results.update(kl_api)
     if dist.is_main():
         summary = {"step": step, "tokens": tokens, **results, "notes": ctx.notes}
-        _write_atomic(Path(out_dir), all_records, summary)
+        _write_atomic(Path(out_dir), all_records, summary, api_records)
         log.info("evaluation at step %d written to %s", step, out_dir)
     return results
