@@ -37,13 +37,16 @@ from collections.abc import Callable
 
 import torch
 
-# Default logits chunk budget: chunk_tokens * vocab * 4 bytes stays near this. On CPU 128 MiB keeps
-# the workspace a few % of eager's at GPT-2 sizes and costs no time (docs/benchmarks/loss.md). On
-# CUDA every chunk reads and writes the fp32 grad_weight (V x H) once, so a chunk needs ~1000 tokens
-# before the grad_weight matmul stops being memory-bound (6 n H V flops per 8 H V bytes on an H100);
-# 1 GiB gives ~1000 tokens at V = 256k. Not yet tuned on a GPU.
+# Default chunk: as many tokens as fit chunk_tokens * vocab * 4 bytes <= the device's budget, but at
+# least MIN_CHUNK_TOKENS. On CPU, 128 MiB keeps the workspace a few % of eager's at GPT-2 sizes at
+# no time cost (docs/benchmarks/loss.md). The floor matters at large vocabularies: each chunk runs
+# three skinny matmuls and re-reads and re-writes the V x H fp32 grad_weight, so at V = 256k,
+# 131-token chunks cost 1.21x eager's time on CPU and 512-token chunks 0.98x. On CUDA that
+# grad_weight traffic is memory-bound below ~1000 tokens (6 n H V flops per 8 H V bytes on an H100),
+# hence 1 GiB (~1000 tokens at V = 256k). Not yet tuned on a GPU.
 CHUNK_BYTES = 128 * 2**20
 CUDA_CHUNK_BYTES = 1024 * 2**20
+MIN_CHUNK_TOKENS = 512
 
 _REDUCTIONS = ("sum", "none")
 _IMPLS = ("auto", "triton", "torch")
@@ -103,9 +106,9 @@ def torch_chunk_loss(
 
 
 def default_chunk_size(vocab: int, device: torch.device) -> int:
-    """Tokens per chunk so that the fp32 logits chunk fits the device's byte budget."""
+    """Tokens per chunk: the fp32 logits chunk fits the device's byte budget, floored at 512."""
     budget = CUDA_CHUNK_BYTES if device.type == "cuda" else CHUNK_BYTES
-    return max(1, budget // (4 * max(vocab, 1)))
+    return max(MIN_CHUNK_TOKENS, budget // (4 * max(vocab, 1)))
 
 
 def chunked_loss_and_grads(
@@ -220,7 +223,7 @@ def fused_linear_token_loss(
     constants (no gradient). Tokens labelled ignore_index contribute 0. reduction="sum" returns an
     fp32 scalar, "none" the fp32 [N] vector (fp64 for fp64 inputs). impl="auto" uses Triton on
     CUDA when it imports, else the PyTorch twin. chunk_size: tokens per chunk (default from
-    CHUNK_BYTES / CUDA_CHUNK_BYTES).
+    CHUNK_BYTES / CUDA_CHUNK_BYTES, at least MIN_CHUNK_TOKENS).
     """
     _validate(hidden, weight, labels, a, b, ignore_index, reduction, impl, chunk_size)
     chunk_fn = _select_chunk_fn(impl, hidden)

@@ -204,6 +204,12 @@ def test_no_grad_and_partial_requires_grad():
     torch.testing.assert_close(gh, ref_gh, rtol=1e-5, atol=1e-5)
 
 
+def test_default_chunk_size_follows_budget_and_floor():
+    cpu = torch.device("cpu")
+    assert op_module.default_chunk_size(50257, cpu) == op_module.CHUNK_BYTES // (4 * 50257)
+    assert op_module.default_chunk_size(256000, cpu) == op_module.MIN_CHUNK_TOKENS
+
+
 def test_empty_batch():
     hidden, weight, labels, a, b = make_inputs(0, 8, 20)
     loss, (gh, gw) = run(hidden, weight, labels, a, b, "sum", torch.tensor(1.0), impl="torch")
