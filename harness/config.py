@@ -54,6 +54,8 @@ class DataConfig:
     """Misalignment scorer: `pep8`, `pii`, `toxicity`, or a class path `pkg.module.Class`."""
     scorer_options: dict[str, Any] = field(default_factory=dict)
     """Keyword options for the scorer (e.g. `{backend: profanity_check}` for toxicity)."""
+    offline_scorers: bool = False
+    """Where the paper's scorer needs downloaded weights, use its offline stand-in (toxicity: alt-profanity-check instead of Detoxify); the quickstart sets it."""
     scored_dir: str | None = None
     """Where scored Parquet shards live; default `<cache_dir>/scored/<corpus fingerprint>`."""
     num_shards: int = 64
@@ -68,6 +70,14 @@ class DataConfig:
     """Fraction of documents held out for evaluation (deterministic by document id)."""
     cache_dir: str = ".cache/phf"
     """Cache for trained tokenizers, scored shards and packed blocks."""
+
+
+def scorer_options_for(data: DataConfig, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scorer options in force: `options` (default data.scorer_options) plus the offline stand-in."""
+    opts = dict(data.scorer_options if options is None else options)
+    if data.offline_scorers and data.scorer == "toxicity":
+        opts.setdefault("backend", "profanity_check")
+    return opts
 
 
 @dataclass

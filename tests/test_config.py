@@ -185,3 +185,34 @@ def test_shipped_configs_parse_alone_and_with_quickstart(path):
         ["--config", str(path), "--config", str(ROOT / "configs" / "quickstart.yaml")], world_size=2
     )
     assert cfg.data.corpus == "stdlib"
+
+
+def test_offline_scorers_select_the_offline_toxicity_stand_in():
+    from harness.config import DataConfig, scorer_options_for
+
+    assert scorer_options_for(DataConfig(scorer="toxicity")) == {}
+    assert scorer_options_for(DataConfig(scorer="toxicity", offline_scorers=True)) == {
+        "backend": "profanity_check"
+    }
+    explicit = DataConfig(
+        scorer="toxicity", offline_scorers=True, scorer_options={"backend": "detoxify"}
+    )
+    assert scorer_options_for(explicit) == {"backend": "detoxify"}
+    assert scorer_options_for(DataConfig(scorer="pep8", offline_scorers=True)) == {}
+
+
+@pytest.mark.parametrize("task", ["pep8", "pii", "toxicity"])
+def test_every_task_scores_offline_under_the_quickstart_overlay(task):
+    from harness.config import scorer_options_for
+    from harness.scoring import build_scorer
+
+    cfg = parse_config(
+        [
+            "--config",
+            str(ROOT / "configs" / f"{task}_mle.yaml"),
+            "--config",
+            str(ROOT / "configs" / "quickstart.yaml"),
+        ]
+    )
+    scorer = build_scorer(cfg.data.scorer, **scorer_options_for(cfg.data))
+    assert len(scorer.score_texts(["def f(x):\n    return x\n", "Hello there."])) == 2

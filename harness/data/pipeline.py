@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import distributed as dist
-from harness.config import Config
+from harness.config import Config, scorer_options_for
 from harness.data.corpus import fingerprint, is_heldout, load_documents
 from harness.data.packing import PackedBlocks, Treatment, concat_packed, pack_blocks, plain_segments
 from harness.data.tokenizer import bpe_cache_file, load_tokenizer, tokenizer_fingerprint, train_bpe
@@ -46,9 +46,9 @@ def scored_dir_for(cfg: Config, corpus_fp: str) -> Path:
     """Where the scored shards of this corpus and scorer live."""
     if cfg.data.scored_dir is not None:
         return Path(cfg.data.scored_dir)
-    key = hashlib.sha256(scorer_key(cfg.data.scorer, cfg.data.scorer_options).encode()).hexdigest()[
-        :8
-    ]
+    key = hashlib.sha256(
+        scorer_key(cfg.data.scorer, scorer_options_for(cfg.data)).encode()
+    ).hexdigest()[:8]
     return Path(cfg.data.cache_dir) / "scored" / f"{corpus_fp}-{cfg.data.scorer}-{key}"
 
 
@@ -63,7 +63,7 @@ def run_scoring(cfg: Config) -> tuple[Path, dict[str, Any], str]:
         folder,
         cfg.data.num_shards,
         cfg.data.scorer,
-        cfg.data.scorer_options,
+        scorer_options_for(cfg.data),
         progress=cfg.logging.progress_bar,
     )
     return folder, manifest, corpus_fp

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from harness import distributed as dist
-from harness.config import Config
+from harness.config import Config, scorer_options_for
 from harness.evaluation import metrics as M
 from harness.evaluation.api_kl import (
     API_SAMPLES_FILE,
@@ -304,7 +304,7 @@ def evaluate_model(
     ev, cfg = ctx.cfg.eval, ctx.cfg
     # First, so that scripts/evaluate.py fails before any sampling when the API cannot be used.
     api_samples = fetch_api_samples(ctx)
-    options = ev.scorer_options if ev.scorer_options is not None else cfg.data.scorer_options
+    options = scorer_options_for(cfg.data, ev.scorer_options)
     scenarios = build_scenarios(ev.scenarios, cfg.data.scorer, ev.prompts)
     scorer = None
     if scenarios:
