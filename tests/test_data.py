@@ -181,3 +181,10 @@ def test_each_epoch_visits_every_block_once(tmp_path):
     loader = BlockLoader(blocks, 8, 8, 0, 1, LoaderState(seed=1))
     seen = [b for _ in range(5) for b in _step_blocks(loader)]
     assert sorted(seen) == list(range(40))
+
+
+def test_hub_corpus_offline_fails_at_once_naming_the_way_out():
+    with pytest.raises(ValueError, match="quickstart.yaml") as err:
+        load_documents(DataConfig(corpus="hf:kejian/codeparrot-train-more-filter-3.3b-cleaned"))
+    assert "data.corpus=hf:kejian/codeparrot-train-more-filter-3.3b-cleaned" in str(err.value)
+    assert "local JSONL/Parquet" in str(err.value)
