@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from harness.data.pipeline import DataBundle, prepare_data
 from harness.data.tokenizer import tokenizer_fingerprint
 from harness.ds_config import build_ds_config
 from harness.evaluation import evaluate_during_training, export_after_training
+from harness.faults import StopRequest, install_signal_handlers, params_finite, stop_requested
 from harness.metrics import MetricsLogger, peak_tflops
 from harness.model import LossModel, ModelStats, build_model, model_stats
 from harness.objectives import build_objective
@@ -201,28 +201,6 @@ def _to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-class StopRequest:
-    """Set by SIGTERM/SIGUSR1 (what SLURM sends before a kill); all ranks agree at the next step boundary."""
-
-    signal_name: str | None = None
-
-
-def _request_stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    StopRequest.signal_name = signal.Signals(signum).name
-
-
-def install_signal_handlers() -> None:
-    """Make SIGTERM and SIGUSR1 request a checkpoint and a clean exit instead of killing the run."""
-    StopRequest.signal_name = None
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, _request_stop)
-
-
-def stop_requested(device) -> bool:
-    """True on every rank if any rank received a stop signal (one small all-reduce)."""
-    return dist.all_reduce_sum([1.0 if StopRequest.signal_name else 0.0], device)[0] > 0
-
-
 def train_step(run: Run) -> dict[str, float]:
     """One optimizer step over this rank's micro batches; returns rank-averaged loss and stats.
 
@@ -276,18 +254,6 @@ def _grad_norm(engine) -> float | None:
     if norm is None:
         return None
     return float(norm.item() if torch.is_tensor(norm) else norm)
-
-
-def params_finite(engine) -> bool:
-    """True on every rank if every (local partition of every) parameter is finite."""
-    ok = True
-    for p in engine.module.parameters():
-        data = getattr(p, "ds_tensor", None)  # ZeRO-3 keeps the local partition there
-        data = p.data if data is None or p.data.numel() else data
-        if data.numel() and not torch.isfinite(data).all():
-            ok = False
-            break
-    return dist.all_true(ok, engine.device)
 
 
 def _save(run: Run, step: int) -> None:
