@@ -116,7 +116,7 @@ def setup(cfg: Config) -> Run:
     ckpt_root = out / "checkpoints"
     state = resume_point(ckpt_root)
     if state is not None and cfg.checkpoint.resume == "never":
-        raise RuntimeError(
+        raise ValueError(
             f"checkpoint.resume=never but {ckpt_root} already has a checkpoint; choose another run.output_dir"
         )
     if state is not None:
