@@ -9,15 +9,23 @@ from harness.compat import is_original_cli, translate_original_cli
 from harness.config import ConfigError, config_to_yaml, parse_config
 
 
-def _offline_defaults() -> None:
-    # Never reach for the Hub implicitly; real Hub paths fail with a clear message instead.
+def offline_defaults() -> None:
+    """Never reach for the Hub implicitly; real Hub paths fail with a clear message instead."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def report_input_error(err: Exception) -> int:
+    """Bad input: one line naming the culprit and exit code 2 (PHF_TRACEBACK=1 re-raises)."""
+    if os.environ.get("PHF_TRACEBACK"):
+        raise err
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
 def train_main(argv: list[str] | None = None) -> int:
     """`scripts/train.py`: train (or resume) a run."""
-    _offline_defaults()
+    offline_defaults()
     from harness.distributed import env_world_size
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -37,17 +45,14 @@ def train_main(argv: list[str] | None = None) -> int:
 
     try:
         train(cfg)
-    except (ValueError, FileNotFoundError) as err:  # bad input: one line naming the culprit
-        if os.environ.get("PHF_TRACEBACK"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError) as err:
+        return report_input_error(err)
     return 0
 
 
 def score_main(argv: list[str] | None = None) -> int:
     """`scripts/score.py`: score the corpus into Parquet shards (all ranks share the work)."""
-    _offline_defaults()
+    offline_defaults()
     from harness.distributed import env_world_size
 
     try:
@@ -64,10 +69,7 @@ def score_main(argv: list[str] | None = None) -> int:
     try:
         folder, manifest, _ = run_scoring(cfg)
     except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("PHF_TRACEBACK"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_input_error(err)
     if dist.is_main():
         print(
             f"scored {manifest['rows']} documents into {manifest['num_shards']} shards under {folder}"

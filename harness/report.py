@@ -168,7 +168,9 @@ def plot_score_vs_tokens(runs: list[RunRecord], out: Path, scenario: str = "unco
 
     key = f"eval/{scenario}/score_mean"
     tasks = _by_task(runs)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(7.0, 5.5 * len(tasks)), 4.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(max(7.0, 5.5 * len(tasks)), 4.2), squeeze=False
+    )
     for ax, (task, task_runs) in zip(axes[0], tasks.items(), strict=True):
         values = []
         seen: dict[str, int] = {}
@@ -198,8 +200,14 @@ def plot_score_vs_tokens(runs: list[RunRecord], out: Path, scenario: str = "unco
                 0.5, 0.5, "no evaluations logged", ha="center", va="center", transform=ax.transAxes
             )
     fig.suptitle("Misalignment score vs tokens seen (lower is better)")
+    return _save_figure(fig, out / "score_vs_tokens.png")
+
+
+def _save_figure(fig, path: Path) -> Path:
+    """Lay out, write the PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = out / "score_vs_tokens.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -256,11 +264,7 @@ def plot_pareto(runs: list[RunRecord], out: Path, scenario: str = "unconditional
                     0.5, 0.5, f"no data ({hint})", ha="center", va="center", transform=ax.transAxes
                 )
     fig.suptitle("Capability cost vs misalignment (lower-left is better)")
-    fig.tight_layout()
-    path = out / "pareto.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, out / "pareto.png")
 
 
 def _cell(record: dict[str, Any], key: str | None, fmt: str, scenario: str) -> str:

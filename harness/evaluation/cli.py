@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from harness.cli import offline_defaults
 from harness.config import ConfigError, strip_launcher_args
-
-
-def _offline_defaults() -> None:
-    # As harness.cli: never reach for the Hub implicitly.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _pop_option(argv: list[str], name: str) -> tuple[str | None, list[str]]:
@@ -46,7 +40,7 @@ Launch with `deepspeed --num_gpus N scripts/evaluate.py ...` to shard the sample
 
 def evaluate_main(argv: list[str] | None = None) -> int:
     """`scripts/evaluate.py`: sample, score and measure a checkpoint; prints the metrics (rank 0)."""
-    _offline_defaults()
+    offline_defaults()
     argv = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
     if "-h" in argv or "--help" in argv:
         print(EVALUATE_USAGE)
@@ -75,7 +69,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 def export_main(argv: list[str] | None = None) -> int:
     """`scripts/export.py`: write a Hugging Face folder for a checkpoint."""
-    _offline_defaults()
+    offline_defaults()
     parser = argparse.ArgumentParser(
         prog="export.py",
         description="Export a harness checkpoint as a Hugging Face folder (model, tokenizer, model card).",
