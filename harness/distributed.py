@@ -51,6 +51,29 @@ def init_distributed() -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     deepspeed.init_distributed(dist_init_required=True)
+    _release_cpu_shm_buffer()
+
+
+def _release_cpu_shm_buffer() -> None:
+    """Unlink this rank's DeepSpeed CPU all-reduce segment in /dev/shm once every rank has mapped it.
+
+    DeepSpeed's CPU shm comm op (ops/csrc/cpu/comm/shm.cpp) creates one segment per rank, named
+    after MASTER_ADDR/MASTER_PORT, and never unlinks it: each run on a new port leaks about 64 MiB
+    per rank of RAM-backed /dev/shm until the machine runs out of memory. Every rank maps all
+    peers' segments during init, so after a barrier the names can go; the mappings stay valid
+    until the processes exit, and then the kernel frees the memory.
+    """
+    name = (
+        f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_"
+        f"{os.environ.get('MASTER_ADDR', '')}_{os.environ.get('MASTER_PORT', '')}_{dist.get_rank()}"
+    )
+    if not os.path.exists(name):
+        return
+    dist.barrier()
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
 
 
 def rank() -> int:

@@ -104,3 +104,16 @@ def test_stopped_and_resumed_run_matches_uninterrupted_run_exactly(tmp_path, sta
     a = train_losses(read_metrics(tmp_path / "a" / "run"))
     b = train_losses(read_metrics(tmp_path / "b" / "run"))
     assert a == b  # fp32 on CPU: identical at every step, before and after the resume
+
+
+def test_cpu_runs_leave_no_deepspeed_shm_segments(tmp_path):
+    from pathlib import Path
+
+    def segments():
+        return set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*"))
+
+    before = segments()
+    cfg = tiny_config(tmp_path, train={"max_steps": 2}, checkpoint={"every_steps": 0})
+    check(deepspeed_run("train.py", ["--config", str(cfg)]))
+    check(python_run("train.py", ["--config", str(cfg), "--train.max_steps", "3"]))
+    assert segments() - before == set()  # DeepSpeed itself never unlinks them
