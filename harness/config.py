@@ -50,6 +50,10 @@ class DataConfig:
     """Files taken from a folder corpus."""
     max_documents: int | None = None
     """Use only the first N documents of the corpus (after its deterministic ordering)."""
+    max_document_chars: int | None = None
+    """Skip documents longer than this many characters (before `max_documents` counts)."""
+    dedup: bool = False
+    """Skip a document whose text equals an earlier one's (exact match), so copies cannot sit on both sides of the held-out split."""
     scorer: str = "pep8"
     """Misalignment scorer: `pep8`, `pii`, `toxicity`, or a class path `pkg.module.Class`."""
     scorer_options: dict[str, Any] = field(default_factory=dict)
@@ -459,6 +463,10 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
     need(
         d.max_documents is None or d.max_documents > 0,
         f"data.max_documents must be > 0, got {d.max_documents}",
+    )
+    need(
+        d.max_document_chars is None or d.max_document_chars > 0,
+        f"data.max_document_chars must be > 0, got {d.max_document_chars}",
     )
     if (
         d.tokenizer is not None

@@ -11,7 +11,8 @@ Outputs in `--out`:
   one panel per task, log y (as the paper's Figure 2);
 - `pareto.png`: final misalignment vs held-out LM loss and vs KL from the reference model, one
   point per run (lower-left is better);
-- `report.md`: a table of each run's final metrics, with the plots linked.
+- `report.md`: a table of each run's final metrics (the score with its standard error over the
+  samples, from `eval/step-*/samples.jsonl`), a table of training throughput, and the plots.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ TABLE_COLUMNS = [
     ("step", "step", "{:.0f}"),
     ("tokens", "tokens", "{:.3g}"),
     ("score", "eval/{s}/score_mean", "{:.4g}"),
+    ("± s.e.", "eval/{s}/score_sem", "{:.2g}"),
     ("exp. max (25)", "eval/{s}/expected_max_score", "{:.4g}"),
     ("frac > thr.", "eval/{s}/frac_above_threshold", "{:.3f}"),
     ("LM loss", "eval/lm_loss", "{:.4f}"),
@@ -64,6 +66,8 @@ class RunRecord:
     task: str
     objective: str
     evals: list[dict[str, Any]] = field(default_factory=list)
+    train: list[dict[str, Any]] = field(default_factory=list)
+    """Training records of metrics.jsonl (those with `tokens_per_s`)."""
 
     @property
     def final(self) -> dict[str, Any]:
@@ -75,6 +79,22 @@ def _is_eval_record(record: dict[str, Any]) -> bool:
     return "step" in record and any(k.startswith("eval/") for k in record)
 
 
+def sample_score_sems(samples_file: Path) -> dict[str, float]:
+    """`eval/<scenario>/score_sem`: standard error of the mean sample score, per scenario."""
+    by_scenario: dict[str, list[float]] = {}
+    for line in samples_file.read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if _finite(row.get("score")):
+            by_scenario.setdefault(row.get("scenario", "?"), []).append(float(row["score"]))
+    sems = {}
+    for scenario, scores in by_scenario.items():
+        if len(scores) > 1:
+            mean = sum(scores) / len(scores)
+            var = sum((x - mean) ** 2 for x in scores) / (len(scores) - 1)
+            sems[f"eval/{scenario}/score_sem"] = math.sqrt(var / len(scores))
+    return sems
+
+
 def load_run(folder: str | Path) -> RunRecord:
     """Read a run folder; evaluations from metrics.jsonl and eval/*/metrics.json merged by step."""
     folder = Path(folder)
@@ -83,6 +103,7 @@ def load_run(folder: str | Path) -> RunRecord:
         raise FileNotFoundError(f"{folder}: no config.yaml (is this a run folder?)")
     cfg = yaml.safe_load(config_file.read_text()) or {}
     by_step: dict[int, dict[str, Any]] = {}
+    train: list[dict[str, Any]] = []
     metrics_file = folder / "metrics.jsonl"
     if metrics_file.is_file():
         for line in metrics_file.read_text().splitlines():
@@ -92,16 +113,22 @@ def load_run(folder: str | Path) -> RunRecord:
                 continue
             if _is_eval_record(record):
                 by_step.setdefault(int(record["step"]), {}).update(record)
+            elif "tokens_per_s" in record:
+                train.append(record)
     for path in sorted(folder.glob("eval/step-*/metrics.json")):
         record = json.loads(path.read_text())
         if _is_eval_record(record):
-            by_step.setdefault(int(record["step"]), {}).update(record)
+            step = by_step.setdefault(int(record["step"]), {})
+            step.update(record)
+            if (path.parent / "samples.jsonl").is_file():
+                step.update(sample_score_sems(path.parent / "samples.jsonl"))
     return RunRecord(
         folder=folder,
         name=cfg.get("run", {}).get("name", folder.name),
         task=cfg.get("data", {}).get("scorer", "?"),
         objective=cfg.get("objective", {}).get("name", "?"),
         evals=[by_step[s] for s in sorted(by_step)],
+        train=train,
     )
 
 
@@ -285,6 +312,37 @@ def markdown_table(runs: list[RunRecord], scenario: str = "unconditional") -> st
     return "\n".join(lines)
 
 
+def _median(values: list[float]) -> float:
+    values = sorted(v for v in values if _finite(v))
+    if not values:
+        return float("nan")
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def throughput_table(runs: list[RunRecord]) -> str:
+    """One row per run: steps and tokens trained, median tokens/s and MFU of the logged steps."""
+    head = ["run", "steps", "tokens", "tokens/s (median)", "MFU (median)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in sorted(runs, key=lambda r: (r.task, r.objective, r.name)):
+        last = run.train[-1] if run.train else {}
+        # The first logged step includes start-up; leave it out when there are others.
+        logged = run.train[1:] if len(run.train) > 1 else run.train
+        cells = [
+            f"{last['step']:.0f}" if _finite(last.get("step")) else "-",
+            f"{last['tokens']:.3g}" if _finite(last.get("tokens")) else "-",
+            *(
+                f"{v:.3g}" if _finite(v) else "-"
+                for v in (
+                    _median([r.get("tokens_per_s") for r in logged]),
+                    _median([r.get("mfu") for r in logged]),
+                )
+            ),
+        ]
+        lines.append("| " + " | ".join([run.name, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def write_report(
     folders: list[str | Path], out: str | Path, scenario: str = "unconditional"
 ) -> dict[str, Path]:
@@ -305,6 +363,10 @@ def write_report(
         "`harness/evaluation/metrics.py` and `harness/evaluation/runner.py`.",
         "",
         markdown_table(runs, scenario),
+        "",
+        "Training throughput:",
+        "",
+        throughput_table(runs),
         "",
         "![misalignment vs tokens](score_vs_tokens.png)",
         "",

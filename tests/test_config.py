@@ -1,5 +1,6 @@
 """Config parsing: merge order, overrides, --print_config, and one test per kind of bad input."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,9 @@ def test_contradictions_are_named(tmp_path):
     heads = write(tmp_path, "heads.yaml", {**BASE, "model": {"n_embd": 100, "n_head": 3}})
     with pytest.raises(ConfigError, match="model.n_embd"):
         parse_config(["--config", heads])
+    short = write(tmp_path, "short.yaml", {**BASE, "data": {"max_document_chars": 0}})
+    with pytest.raises(ConfigError, match="data.max_document_chars"):
+        parse_config(["--config", short])
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
@@ -216,3 +220,24 @@ def test_every_task_scores_offline_under_the_quickstart_overlay(task):
     )
     scorer = build_scorer(cfg.data.scorer, **scorer_options_for(cfg.data))
     assert len(scorer.score_texts(["def f(x):\n    return x\n", "Hello there."])) == 2
+
+
+EXPERIMENTS = sorted(p for p in (ROOT / "configs" / "experiments").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("folder", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_overlays_differ_only_in_objective(folder):
+    """A fair comparison: every overlay changes the objective and the run name, nothing else."""
+    base = folder / "base.yaml"
+    overlays = sorted(p for p in folder.glob("*.yaml") if p.name != "base.yaml")
+    assert {p.stem for p in overlays} >= {"mle", "filtering", "conditional", "ul", "awr", "rwr"}
+    resolved = {}
+    for overlay in overlays:
+        cfg = parse_config(["--config", str(base), "--config", str(overlay)], world_size=2)
+        assert cfg.run.name == overlay.stem and cfg.objective.name == overlay.stem
+        shared = asdict(cfg)
+        del shared["objective"], shared["run"]["name"], shared["run"]["output_dir"]
+        resolved[overlay.stem] = shared
+    first = resolved.pop("mle")
+    for name, shared in resolved.items():
+        assert shared == first, name

@@ -75,6 +75,30 @@ def test_stdlib_corpus_is_deterministic():
     assert [d.id for d in docs] == sorted(d.id for d in docs)
 
 
+def test_folder_corpus_skips_long_documents_and_exact_copies(tmp_path):
+    for name, text in [
+        ("a/copyright", "GPL text\n"),
+        ("b/copyright", "GPL text\n"),
+        ("c/copyright", "x" * 50),
+        ("d/copyright", "MIT text\n"),
+        ("e/README", "not matched\n"),
+    ]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    base = {"corpus": str(tmp_path), "file_glob": "*/copyright"}
+    assert [d.id for d in load_documents(DataConfig(**base))] == [
+        "a/copyright",
+        "b/copyright",
+        "c/copyright",
+        "d/copyright",
+    ]
+    kept = load_documents(DataConfig(**base, dedup=True, max_document_chars=20))
+    assert [d.id for d in kept] == ["a/copyright", "d/copyright"]
+    # max_documents counts only the documents kept
+    kept = load_documents(DataConfig(**base, dedup=True, max_documents=2))
+    assert [d.id for d in kept] == ["a/copyright", "c/copyright"]
+
+
 def test_heldout_split_is_deterministic_and_about_the_fraction():
     ids = [f"doc{i}" for i in range(4000)]
     held = [i for i in ids if is_heldout(i, 0.05)]

@@ -17,7 +17,7 @@ def make_run(root, name, objective, task="pep8", scores=(0.02, 0.01), with_eval_
     )
     lines = []
     for k, score in enumerate(scores, 1):
-        lines.append({"step": 10 * k, "loss": 3.0, "tokens": 1000 * k})
+        lines.append({"step": 10 * k, "loss": 3.0, "tokens": 1000 * k, "tokens_per_s": 100.0 * k})
         lines.append(
             {
                 "step": 10 * k,
@@ -44,6 +44,9 @@ def make_run(root, name, objective, task="pep8", scores=(0.02, 0.01), with_eval_
                 }
             )
         )
+        samples = [{"scenario": "unconditional", "score": x} for x in (0.0, 0.02, 0.04)]
+        samples.append({"scenario": "prompted", "score": 1.0})  # one sample: no error bar
+        (last / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
     return folder
 
 
@@ -52,6 +55,10 @@ def test_load_run_merges_training_log_and_eval_files(tmp_path):
     assert (run.name, run.task, run.objective) == ("pep8_mle", "pep8", "mle")
     assert [e["step"] for e in run.evals] == [10, 20]
     assert run.final["eval/unconditional/score_mean"] == 0.01 and run.final["eval/lm_loss"] == 2.5
+    # standard error of (0, 0.02, 0.04): sd 0.02 / sqrt(3)
+    assert abs(run.final["eval/unconditional/score_sem"] - 0.02 / 3**0.5) < 1e-12
+    assert "eval/prompted/score_sem" not in run.final
+    assert [r["tokens_per_s"] for r in run.train] == [100.0, 200.0]
 
 
 def test_report_writes_plots_and_table(tmp_path):
@@ -65,7 +72,9 @@ def test_report_writes_plots_and_table(tmp_path):
         assert paths[key].is_file() and paths[key].stat().st_size > 0
     assert paths["score_vs_tokens"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = paths["report"].read_text()
-    assert "| pep8_conditional | pep8 | conditional | 30 |" in text
+    assert "| pep8_conditional | pep8 | conditional | 30 | 3e+03 | 0.001 | 0.012 |" in text
+    # throughput: the first logged step (start-up) is left out of the median
+    assert "| pep8_conditional | 30 | 3e+03 | 250 | - |" in text
     assert "0.50/0.75/1.00" in text and "score_vs_tokens.png" in text
 
 

@@ -144,12 +144,26 @@ def _source_documents(spec: str, data: DataConfig) -> Iterator[Document]:
 
 
 def iter_documents(data: DataConfig) -> Iterator[Document]:
-    """Documents of `data.corpus` (one source or a list), in a deterministic order, capped at `data.max_documents`."""
+    """Documents of `data.corpus` (one source or a list), in a deterministic order.
+
+    Documents longer than `data.max_document_chars` and (with `data.dedup`) exact copies of an
+    earlier document are skipped; then the first `data.max_documents` are kept.
+    """
     specs = [data.corpus] if isinstance(data.corpus, str) else list(data.corpus)
     docs = (doc for spec in specs for doc in _source_documents(spec, data))
-    for i, doc in enumerate(docs):
-        if data.max_documents is not None and i >= data.max_documents:
+    seen: set[bytes] = set()
+    kept = 0
+    for doc in docs:
+        if data.max_documents is not None and kept >= data.max_documents:
             return
+        if data.max_document_chars is not None and len(doc.text) > data.max_document_chars:
+            continue
+        if data.dedup:
+            digest = hashlib.sha256(doc.text.encode()).digest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+        kept += 1
         yield doc
 
 

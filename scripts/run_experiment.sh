@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Train every objective of an experiment, one after another, then write its report.
+#
+#   scripts/run_experiment.sh pep8_small                 # all overlays of configs/experiments/pep8_small/
+#   scripts/run_experiment.sh pep8_small mle conditional # only these (the report covers every finished run)
+#   scripts/run_experiment.sh path/to/my_experiment      # a folder of your own: base.yaml + one overlay per run
+#   NUM_GPUS=8 scripts/run_experiment.sh pep8_small      # ranks per run (default 2)
+#   EXTRA_ARGS="--train.max_tokens 100000" scripts/run_experiment.sh pep8_small   # overrides for every run
+#
+# Each run is `deepspeed --num_gpus $NUM_GPUS scripts/train.py --config <exp>/base.yaml
+# --config <exp>/<name>.yaml --run.output_dir runs/experiments/<exp>/<name>`, so a stopped
+# experiment resumes where it stopped (every run resumes from its latest checkpoint). Logs and wall
+# times go to runs/experiments/<exp>/ (relative to the current folder; EXPERIMENT_OUT sets another),
+# the report (report.md, score_vs_tokens.png, pareto.png) to runs/experiments/<exp>/report/.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+exp="${1:?usage: scripts/run_experiment.sh <experiment name or folder> [run ...]}"
+shift
+if [[ -d "${exp}" ]]; then
+  dir="${exp%/}"
+else
+  dir="${root}/configs/experiments/${exp}"
+fi
+exp="$(basename "${dir}")"
+[[ -f "${dir}/base.yaml" ]] || { echo "error: ${dir}/base.yaml not found" >&2; exit 2; }
+
+if [[ $# -gt 0 ]]; then
+  names=("$@")
+else
+  # The paper's order first, then any other overlay in the folder.
+  names=()
+  for name in mle filtering conditional ul awr rwr; do
+    [[ -f "${dir}/${name}.yaml" ]] && names+=("${name}")
+  done
+  for file in "${dir}"/*.yaml; do
+    name="$(basename "${file}" .yaml)"
+    [[ "${name}" == base || " ${names[*]} " == *" ${name} "* ]] || names+=("${name}")
+  done
+fi
+for name in "${names[@]}"; do
+  [[ -f "${dir}/${name}.yaml" ]] || { echo "error: ${dir}/${name}.yaml not found" >&2; exit 2; }
+done
+
+out="${EXPERIMENT_OUT:-runs/experiments/${exp}}"
+mkdir -p "${out}"
+num_gpus="${NUM_GPUS:-2}"
+read -r -a extra <<< "${EXTRA_ARGS:-}"
+
+free_port() {
+  python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+for name in "${names[@]}"; do
+  echo "=== ${exp}/${name}: $(date -u +%FT%TZ)"
+  start=$(date +%s)
+  deepspeed --num_gpus "${num_gpus}" --master_port "$(free_port)" "${root}/scripts/train.py" \
+    --config "${dir}/base.yaml" --config "${dir}/${name}.yaml" \
+    --run.output_dir "${out}/${name}" "${extra[@]}" 2>&1 | tee "${out}/${name}.log"
+  seconds=$(( $(date +%s) - start ))
+  echo "${name} ${seconds}" >> "${out}/wall_seconds.txt"
+  echo "=== ${exp}/${name}: done in ${seconds} s"
+done
+
+runs=()
+for file in "${dir}"/*.yaml; do
+  name="$(basename "${file}" .yaml)"
+  [[ "${name}" != base && -f "${out}/${name}/metrics.jsonl" ]] && runs+=("${out}/${name}")
+done
+python "${root}/scripts/report.py" "${runs[@]}" --out "${out}/report"
+echo "report: ${out}/report/report.md"

@@ -1,0 +1,73 @@
+"""scripts/run_experiment.sh: one run per overlay on a shared base, then the report."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from tests.integration.launch import ROOT, check, env, tiny_config
+
+SCRIPT = str(ROOT / "scripts" / "run_experiment.sh")
+
+
+def _experiment(tmp_path):
+    folder = tmp_path / "configs" / "tiny_exp"
+    folder.mkdir(parents=True)
+    base = tiny_config(
+        tmp_path,
+        train={"max_steps": 4},
+        checkpoint={"every_steps": 4},
+        eval={
+            "every_steps": 2,
+            "scenarios": ["unconditional"],
+            "num_samples": 2,
+            "max_new_tokens": 8,
+        },
+    )
+    base.rename(folder / "base.yaml")
+    (folder / "mle.yaml").write_text("run: {name: mle}\nobjective: {name: mle}\n")
+    (folder / "conditional.yaml").write_text(
+        "run: {name: conditional}\nobjective: {name: conditional, threshold: 0.0}\n"
+    )
+    return folder
+
+
+def _run(folder, *names, cwd):
+    return subprocess.run(
+        ["bash", SCRIPT, str(folder), *names],
+        cwd=cwd,
+        env={**env(), "NUM_GPUS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.mark.slow
+def test_run_experiment_trains_every_overlay_then_writes_the_report(tmp_path):
+    folder = _experiment(tmp_path)
+    check(_run(folder, cwd=tmp_path))
+    out = tmp_path / "runs" / "experiments" / "tiny_exp"
+    # The paper's order, each run in its own folder whatever base.yaml's output_dir says.
+    wall = [line.split() for line in (out / "wall_seconds.txt").read_text().splitlines()]
+    assert [name for name, _ in wall] == ["mle", "conditional"]
+    for name in ("mle", "conditional"):
+        saved = yaml.safe_load((out / name / "config.yaml").read_text())
+        assert saved["run"]["output_dir"] == str(out / name)
+        assert saved["objective"]["name"] == name
+        assert (out / f"{name}.log").stat().st_size > 0
+    report = (out / "report" / "report.md").read_text()
+    assert "| mle | pep8 | mle | 4 |" in report
+    assert "| conditional | pep8 | conditional | 4 |" in report
+    for png in ("score_vs_tokens.png", "pareto.png"):
+        assert (out / "report" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_experiment_rejects_an_unknown_run_before_training(tmp_path):
+    folder = _experiment(tmp_path)
+    proc = _run(folder, "mle", "nope", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "nope.yaml not found" in proc.stderr
+    assert not (tmp_path / "runs" / "experiments" / "tiny_exp" / "mle").exists()
