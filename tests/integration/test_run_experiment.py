@@ -55,7 +55,7 @@ def test_run_experiment_trains_every_overlay_then_writes_the_report(tmp_path):
     assert [name for name, _ in wall] == ["mle", "conditional"]
     for name in ("mle", "conditional"):
         saved = yaml.safe_load((out / name / "config.yaml").read_text())
-        assert saved["run"]["output_dir"] == str(out / name)
+        assert saved["run"]["output_dir"] == f"runs/experiments/tiny_exp/{name}"
         assert saved["objective"]["name"] == name
         assert (out / f"{name}.log").stat().st_size > 0
     report = (out / "report" / "report.md").read_text()
