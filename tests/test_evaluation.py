@@ -275,3 +275,28 @@ def test_export_round_trip_in_process(tok, tmp_path, objective):
         assert not (out / VALUE_HEAD_FILE).exists()
     export_hf(lm, tok, cfg, out)  # re-export replaces the folder in place
     assert (out / "config.json").is_file() and not list(tmp_path.glob(".hf.*"))
+
+
+def test_heldout_lm_loss_spreads_its_blocks_over_the_whole_split():
+    """The held-out split is in document order: the loss must sample all of it, not its head."""
+    import numpy as np
+
+    from harness.evaluation.runner import EvalContext, heldout_lm_loss, spread_block_ids
+
+    class Blocks:  # block i holds the token i everywhere
+        def __len__(self):
+            return 100
+
+        def __getitem__(self, ids):
+            tokens = np.repeat(np.asarray(ids, dtype=np.int64)[:, None], 4, axis=1)
+            return tokens, np.zeros(tokens.shape, dtype=np.float32)
+
+    def mean_token(input_ids, scores):
+        return input_ids.double().mean(), {}
+
+    cfg = Config()
+    cfg.eval.batches, cfg.train.micro_batch_size = 2, 5
+    ctx = EvalContext(cfg, torch.nn.Linear(1, 1), None, False, loss_fn=mean_token, heldout=Blocks())
+    assert spread_block_ids(100, 10) == list(range(0, 100, 10))
+    assert spread_block_ids(3, 10) == [0, 1, 2]
+    assert heldout_lm_loss(ctx)["eval/lm_loss"] == pytest.approx(45.0)  # mean of 0, 10, ..., 90

@@ -9,8 +9,8 @@ and `metrics.json` atomically. Metric keys (also logged to metrics.jsonl/wandb d
 
     eval/<scenario>/score_mean, expected_max_score, frac_above_threshold, distinct_{1,2,3},
                     self_bleu, length_tokens_mean, compile_rate (code), num_samples
-    eval/lm_loss, eval/lm_ppl      plain next-token loss on the first eval.batches x
-                                   train.micro_batch_size blocks of the held-out split, untreated (no
+    eval/lm_loss, eval/lm_ppl      plain next-token loss on eval.batches x train.micro_batch_size
+                                   blocks spread evenly over the held-out split, untreated (no
                                    control tokens, nothing filtered), so all objectives are comparable
     eval/kl_ref                    KL(p_model || p_ref) in nats per sample, estimated on the
                                    unconditional samples x_i ~ p_model as mean_i [log p_model(x_i) -
@@ -219,12 +219,24 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
     return sorted(local, key=lambda r: r["index"])
 
 
+def spread_block_ids(n_available: int, n_blocks: int) -> list[int]:
+    """`n_blocks` block indices spread evenly over `n_available` (all of them when fewer).
+
+    The held-out split is packed in document order, so its first blocks come from a few documents
+    (in the stdlib, alphabetically adjacent modules such as the encodings tables); an even spread
+    samples the whole split.
+    """
+    if n_blocks >= n_available:
+        return list(range(n_available))
+    return [i * n_available // n_blocks for i in range(n_blocks)]
+
+
 @torch.no_grad()
 def heldout_lm_loss(ctx: EvalContext) -> dict[str, float]:
-    """Plain LM loss on the first eval.batches x micro_batch held-out blocks, whatever the world size.
+    """Plain LM loss on eval.batches x micro_batch held-out blocks spread evenly over the split.
 
-    The blocks are strided over ranks; every rank runs the same number of forwards (a rank short
-    of blocks repeats block 0 with weight 0), as ZeRO-3 needs.
+    The same blocks whatever the world size: they are strided over ranks, and every rank runs the
+    same number of forwards (a rank short of blocks repeats a block with weight 0), as ZeRO-3 needs.
     """
     if ctx.loss_fn is None or ctx.heldout is None:
         return {}
@@ -234,13 +246,13 @@ def heldout_lm_loss(ctx: EvalContext) -> dict[str, float]:
     if n_blocks == 0:
         ctx.notes.append("eval/lm_loss skipped: the held-out split has no full block")
         return {}
-    ids = list(range(dist.rank(), n_blocks, world))
+    ids = spread_block_ids(len(ctx.heldout), n_blocks)[dist.rank() :: world]
     n_forwards = math.ceil(math.ceil(n_blocks / world) / micro)  # the same on every rank
     device = next(ctx.lm.parameters()).device
     total = 0.0
     for k in range(n_forwards):
         chunk = ids[k * micro : (k + 1) * micro]
-        tokens, scores = ctx.heldout[chunk or [0]]
+        tokens, scores = ctx.heldout[chunk or ids[:1] or [0]]
         loss, _ = ctx.loss_fn(
             input_ids=torch.from_numpy(tokens).to(device),
             scores=torch.from_numpy(scores).to(device),
