@@ -6,12 +6,18 @@
 #   scripts/run_experiment.sh path/to/my_experiment      # a folder of your own: base.yaml + one overlay per run
 #   NUM_GPUS=8 scripts/run_experiment.sh pep8_small      # ranks per run (default 2)
 #   EXTRA_ARGS="--train.max_tokens 100000" scripts/run_experiment.sh pep8_small   # overrides for every run
+#   REFERENCE=none scripts/run_experiment.sh pep8_small  # skip the KL step below (default: mle)
 #
 # Each run is `deepspeed --num_gpus $NUM_GPUS scripts/train.py --config <exp>/base.yaml
 # --config <exp>/<name>.yaml --run.output_dir runs/experiments/<exp>/<name>`, so a stopped
 # experiment resumes where it stopped (every run resumes from its latest checkpoint). Logs and wall
 # times go to runs/experiments/<exp>/ (relative to the current folder; EXPERIMENT_OUT sets another),
 # the report (report.md, score_vs_tokens.png, pareto.png) to runs/experiments/<exp>/report/.
+#
+# KL from the MLE model (the paper measured KL from GPT-3, which is not reachable here): once the
+# runs are trained, the $REFERENCE run is exported (scripts/export.py) and every run's final
+# checkpoint is evaluated again with --eval.reference_model pointing at it (scripts/evaluate.py;
+# the seeded samples are the same as at the end of training), which adds eval/kl_ref.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -61,6 +67,19 @@ for name in "${names[@]}"; do
   echo "${name} ${seconds}" >> "${out}/wall_seconds.txt"
   echo "=== ${exp}/${name}: done in ${seconds} s"
 done
+
+reference="${REFERENCE:-mle}"
+if [[ "${reference}" != none && -d "${out}/${reference}/checkpoints" ]]; then
+  echo "=== ${exp}: KL from ${reference}: $(date -u +%FT%TZ)"
+  python "${root}/scripts/export.py" --checkpoint "${out}/${reference}" --out "${out}/${reference}/hf"
+  for file in "${dir}"/*.yaml; do
+    name="$(basename "${file}" .yaml)"
+    [[ "${name}" != base && -d "${out}/${name}/checkpoints" ]] || continue
+    deepspeed --num_gpus "${num_gpus}" --master_port "$(free_port)" "${root}/scripts/evaluate.py" \
+      --checkpoint "${out}/${name}" --eval.reference_model "${out}/${reference}/hf" \
+      2>&1 | tee "${out}/${name}.evaluate.log"
+  done
+fi
 
 runs=()
 for file in "${dir}"/*.yaml; do

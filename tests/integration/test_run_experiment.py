@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -61,6 +62,13 @@ def test_run_experiment_trains_every_overlay_then_writes_the_report(tmp_path):
     report = (out / "report" / "report.md").read_text()
     assert "| mle | pep8 | mle | 4 |" in report
     assert "| conditional | pep8 | conditional | 4 |" in report
+    # KL from the exported MLE run: every final evaluation has eval/kl_ref, ~0 for MLE itself.
+    assert (out / "mle" / "hf" / "config.json").is_file()
+    kl = {}
+    for name in ("mle", "conditional"):
+        final = json.loads((out / name / "eval" / "step-00000004" / "metrics.json").read_text())
+        kl[name] = final["eval/kl_ref"]
+    assert abs(kl["mle"]) < 1e-3 < kl["conditional"]
     for png in ("score_vs_tokens.png", "pareto.png"):
         assert (out / "report" / png).read_bytes()[:4] == b"\x89PNG"
 
