@@ -212,6 +212,8 @@ class EvalConfig:
     """Nucleus sampling mass (paper: 0.9)."""
     generation_batch_size: int = 16
     """Samples generated together; batches are fixed by sample index, so results do not depend on the world size."""
+    banned_control_tokens: list[str] | None = None
+    """Control tokens a conditionally trained model may not sample; None: as the paper's configs per task (pep8: only `<|misaligned|>`, so each new line can start with `<|aligned|>` as every line did in training; pii, toxicity and others: both)."""
     threshold: float | None = None
     """A sample scoring above this counts as misaligned (frac_above_threshold); None: the task's filtering threshold (pep8, pii, toxicity)."""
     scorer_options: dict[str, Any] | None = None
@@ -237,6 +239,14 @@ class EvalConfig:
         unknown = sorted(set(self.scenarios) - {"unconditional", "prompted"})
         if unknown:
             errors.append(f"eval.scenarios: unknown {unknown}; choose from unconditional, prompted")
+        if self.banned_control_tokens is not None:
+            from harness.data.tokenizer import CONTROL_TOKENS
+
+            bad = [t for t in self.banned_control_tokens if t not in CONTROL_TOKENS]
+            if bad:
+                errors.append(
+                    f"eval.banned_control_tokens: unknown {bad}; choose from {list(CONTROL_TOKENS)}"
+                )
         for key in (
             "num_samples",
             "max_new_tokens",

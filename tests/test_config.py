@@ -115,6 +115,9 @@ def test_contradictions_are_named(tmp_path):
     short = write(tmp_path, "short.yaml", {**BASE, "data": {"max_document_chars": 0}})
     with pytest.raises(ConfigError, match="data.max_document_chars"):
         parse_config(["--config", short])
+    ban = write(tmp_path, "ban.yaml", {**BASE, "eval": {"banned_control_tokens": ["<|bad|>"]}})
+    with pytest.raises(ConfigError, match="eval.banned_control_tokens"):
+        parse_config(["--config", ban])
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

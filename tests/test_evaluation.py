@@ -200,7 +200,18 @@ def test_conditional_models_start_aligned_and_ban_control_tokens(tok):
     assert control_prefix_ids(tok, True) == [tok.eos_token_id, vocab[CONTROL_TOKENS[0]]]
     assert control_prefix_ids(tok, False) == [tok.eos_token_id]
     assert sorted(banned_token_ids(tok, True)) == sorted(vocab[t] for t in CONTROL_TOKENS)
+    assert sorted(banned_token_ids(tok, True, "pii")) == sorted(vocab[t] for t in CONTROL_TOKENS)
+    # pep8 as the paper's configs: only <|misaligned|>, so each line can start with <|aligned|>
+    assert banned_token_ids(tok, True, "pep8") == [vocab["<|misaligned|>"]]
+    assert banned_token_ids(tok, True, "pep8", ["<|aligned|>", "<|misaligned|>"]) == [
+        vocab["<|aligned|>"],
+        vocab["<|misaligned|>"],
+    ]
     assert banned_token_ids(tok, False) == []
+    assert banned_token_ids(tok, False, "pep8") == []
+    # a sampled <|aligned|> is not part of the scored text
+    ids = [vocab["<|aligned|>"], *tok.encode("x = 1\n"), vocab["<|aligned|>"], *tok.encode("y")]
+    assert tok.decode(ids, skip_special_tokens=True) == "x = 1\ny"
 
 
 def test_eval_config_problems_name_the_key():

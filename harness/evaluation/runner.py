@@ -76,7 +76,7 @@ class EvalContext:
     cfg: Config
     lm: nn.Module  # the causal LM that generates (eval mode)
     tokenizer: Any
-    conditional: bool  # prompt with <|aligned|>, ban the control tokens
+    conditional: bool  # prompt with <|aligned|>, ban control tokens (scenarios.banned_token_ids)
     loss_fn: Callable[..., Any] | None = None  # (input_ids=, scores=) -> (loss, stats), eval mode
     heldout: Any = None  # PackedBlocks of the untreated held-out split, or None
     sync: bool = False  # ZeRO-3: every rank must run the same forwards
@@ -162,7 +162,7 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
     """Generate, score (and log-score for KL) this rank's samples; gather all records, by index."""
     ev = ctx.cfg.eval
     tok = ctx.tokenizer
-    banned = banned_token_ids(tok, ctx.conditional)
+    banned = banned_token_ids(tok, ctx.conditional, ctx.cfg.data.scorer, ev.banned_control_tokens)
     with_kl = scenario.name == "unconditional" and ev.reference_model is not None
     device = str(next(ctx.lm.parameters()).device)
     max_new, cap = _token_budget(ctx, scenario)
