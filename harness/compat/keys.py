@@ -58,7 +58,9 @@ IGNORED: dict[str, str] = {
         "until then)"
     ),
     "generation.scenario_configs[].generate_kwargs.bad_words_ids": (
-        "both control tokens are banned automatically when sampling a conditionally trained model"
+        "control tokens are banned automatically when sampling a conditionally trained model, per "
+        "task as the original configs (pep8: <|misaligned|>; pii, toxicity: both); "
+        "eval.banned_control_tokens overrides"
     ),
     "generation.scenario_configs[].generate_kwargs.eos_token_id": "sampling stops at the tokenizer's own EOS",
     # kl_gpt3_callback's model_name, num_samples, max_tokens, prefix and every_n_steps are mapped
