@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,13 +87,11 @@ def sample_score_sems(samples_file: Path) -> dict[str, float]:
         row = json.loads(line) if line.strip() else {}
         if _finite(row.get("score")):
             by_scenario.setdefault(row.get("scenario", "?"), []).append(float(row["score"]))
-    sems = {}
-    for scenario, scores in by_scenario.items():
-        if len(scores) > 1:
-            mean = sum(scores) / len(scores)
-            var = sum((x - mean) ** 2 for x in scores) / (len(scores) - 1)
-            sems[f"eval/{scenario}/score_sem"] = math.sqrt(var / len(scores))
-    return sems
+    return {
+        f"eval/{scenario}/score_sem": statistics.stdev(scores) / math.sqrt(len(scores))
+        for scenario, scores in by_scenario.items()
+        if len(scores) > 1
+    }
 
 
 def load_run(folder: str | Path) -> RunRecord:
@@ -312,12 +311,10 @@ def markdown_table(runs: list[RunRecord], scenario: str = "unconditional") -> st
     return "\n".join(lines)
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(v for v in values if _finite(v))
-    if not values:
-        return float("nan")
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+def _median(values: list[Any]) -> float:
+    """Median of the finite values (nan when none)."""
+    finite = [v for v in values if _finite(v)]
+    return statistics.median(finite) if finite else float("nan")
 
 
 def throughput_table(runs: list[RunRecord]) -> str:
