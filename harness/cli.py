@@ -41,12 +41,14 @@ def train_main(argv: list[str] | None = None) -> int:
     if show:
         print(config_to_yaml(cfg), end="")
         return 0
+    from harness.distributed import shutdown_distributed
     from harness.engine import train
 
     try:
         train(cfg)
     except (ValueError, FileNotFoundError) as err:
         return report_input_error(err)
+    shutdown_distributed()
     return 0
 
 
@@ -74,4 +76,5 @@ def score_main(argv: list[str] | None = None) -> int:
         print(
             f"scored {manifest['rows']} documents into {manifest['num_shards']} shards under {folder}"
         )
+    dist.shutdown_distributed()
     return 0

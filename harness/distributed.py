@@ -54,6 +54,20 @@ def init_distributed() -> None:
     _release_cpu_shm_buffer()
 
 
+def shutdown_distributed() -> None:
+    """End a successful run cleanly: wait for every rank, then destroy the process group.
+
+    Exiting with the group still alive lets Gloo's C++ worker threads be torn down during
+    interpreter finalisation, which aborts a rank with "terminate called without an active
+    exception" (SIGABRT) even though its work finished. Call only on success: after an error on
+    one rank the barrier would wait for peers that never come.
+    """
+    if not dist.is_initialized():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _release_cpu_shm_buffer() -> None:
     """Unlink this rank's DeepSpeed CPU all-reduce segment in /dev/shm once every rank has mapped it.
 

@@ -64,6 +64,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         return 2
     if dist.is_main():
         print(json.dumps(metrics, indent=2))
+    dist.shutdown_distributed()
     return 0
 
 

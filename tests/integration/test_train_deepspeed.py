@@ -1,11 +1,21 @@
 """End-to-end CPU DeepSpeed runs: 2 ranks, ZeRO-2 and ZeRO-3 (tied embeddings), checkpoint and resume."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from tests.integration.launch import check, deepspeed_run, python_run, read_metrics, tiny_config
+from tests.integration.launch import (
+    ROOT,
+    check,
+    deepspeed_run,
+    env,
+    python_run,
+    read_metrics,
+    tiny_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +88,23 @@ def test_plain_python_without_launcher_runs_one_process(tmp_path):
         for k in ("step", "loss", "lr", "tokens", "tokens_per_s", "mfu", "grad_norm")
     )
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step-00000003"
+
+
+def test_train_main_destroys_the_process_group_when_done(tmp_path):
+    # A rank that exits with the group alive can abort in Gloo's teardown (SIGABRT, "terminate
+    # called without an active exception") after its work is done, failing the whole launch.
+    cfg = tiny_config(tmp_path, train={"max_steps": 2}, checkpoint={"every_steps": 0})
+    code = (
+        "import sys, torch.distributed as d\n"
+        "from harness.cli import train_main\n"
+        f"assert train_main(['--config', {str(cfg)!r}]) == 0\n"
+        "print('group alive after train_main:', d.is_initialized())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env(), capture_output=True, text=True
+    )
+    check(proc)
+    assert "group alive after train_main: False" in proc.stdout
 
 
 def test_bad_config_fails_before_any_work(tmp_path):
