@@ -212,8 +212,10 @@ class EvalConfig:
     """Nucleus sampling mass (paper: 0.9)."""
     generation_batch_size: int = 16
     """Samples generated together; batches are fixed by sample index, so results do not depend on the world size."""
+    control_token: str = "<|aligned|>"
+    """Control token a conditionally trained model's samples start with, right after BOS (paper: `<|aligned|>`); `<|misaligned|>` checks that the model learned the conditioning (its samples should score worse)."""
     banned_control_tokens: list[str] | None = None
-    """Control tokens a conditionally trained model may not sample; None: as the paper's configs per task (pep8: only `<|misaligned|>`, so each new line can start with `<|aligned|>` as every line did in training; pii, toxicity and others: both)."""
+    """Control tokens a conditionally trained model may not sample; None: as the paper's configs per task (pep8: only `<|misaligned|>`, so each new line can start with `<|aligned|>` as every line did in training; pii, toxicity and others: both), the two swapped when control_token is `<|misaligned|>`."""
     threshold: float | None = None
     """A sample scoring above this counts as misaligned (frac_above_threshold); None: the task's filtering threshold (pep8, pii, toxicity)."""
     scorer_options: dict[str, Any] | None = None
@@ -239,9 +241,13 @@ class EvalConfig:
         unknown = sorted(set(self.scenarios) - {"unconditional", "prompted"})
         if unknown:
             errors.append(f"eval.scenarios: unknown {unknown}; choose from unconditional, prompted")
-        if self.banned_control_tokens is not None:
-            from harness.data.tokenizer import CONTROL_TOKENS
+        from harness.data.tokenizer import CONTROL_TOKENS
 
+        if self.control_token not in CONTROL_TOKENS:
+            errors.append(
+                f"eval.control_token: unknown {self.control_token!r}; choose from {list(CONTROL_TOKENS)}"
+            )
+        if self.banned_control_tokens is not None:
             bad = [t for t in self.banned_control_tokens if t not in CONTROL_TOKENS]
             if bad:
                 errors.append(

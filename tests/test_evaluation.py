@@ -18,6 +18,7 @@ from harness.evaluation.sampling import (
 )
 from harness.evaluation.scenarios import (
     PROMPTS_DIR,
+    Scenario,
     banned_token_ids,
     build_scenarios,
     control_prefix_ids,
@@ -209,6 +210,13 @@ def test_conditional_models_start_aligned_and_ban_control_tokens(tok):
     ]
     assert banned_token_ids(tok, False) == []
     assert banned_token_ids(tok, False, "pep8") == []
+    # conditioned on <|misaligned|> the roles swap: pep8 lines continue misaligned
+    mis = "<|misaligned|>"
+    assert control_prefix_ids(tok, True, mis) == [tok.eos_token_id, vocab[mis]]
+    assert banned_token_ids(tok, True, "pep8", None, mis) == [vocab["<|aligned|>"]]
+    assert sorted(banned_token_ids(tok, True, "pii", None, mis)) == sorted(
+        vocab[t] for t in CONTROL_TOKENS
+    )
     # a sampled <|aligned|> is not part of the scored text
     ids = [vocab["<|aligned|>"], *tok.encode("x = 1\n"), vocab["<|aligned|>"], *tok.encode("y")]
     assert tok.decode(ids, skip_special_tokens=True) == "x = 1\ny"
@@ -226,7 +234,7 @@ def test_eval_config_problems_name_the_key():
 
 
 def test_evaluate_model_writes_samples_and_metrics(tok, tmp_path):
-    from harness.evaluation.runner import EvalContext, evaluate_model
+    from harness.evaluation.runner import EvalContext, _prompt_ids, evaluate_model
 
     cfg = Config()
     cfg.objective = ObjectiveConfig(name="conditional", threshold=0.0)
@@ -242,11 +250,31 @@ def test_evaluate_model_writes_samples_and_metrics(tok, tmp_path):
         (s, i) for s in ("unconditional", "prompted") for i in range(5)
     ]
     assert all(CONTROL_TOKENS[0] not in r["text"] and r["num_tokens"] <= 6 for r in records)
+    assert _prompt_ids(ctx, Scenario("u", [""], False), 0) == control_prefix_ids(tok, True)
     summary = json.loads((tmp_path / "eval/step-00000003/metrics.json").read_text())
     assert summary["step"] == 3 and summary["tokens"] == 99
     assert summary["eval/prompted/score_mean"] == result["eval/prompted/score_mean"]
     assert 0.0 <= result["eval/unconditional/compile_rate"] <= 1.0
     assert any("kl_ref skipped" in n for n in summary["notes"])
+
+
+def test_eval_control_token_conditions_samples_and_log_probs(tok):
+    from harness.evaluation.api_kl import model_logprobs
+    from harness.evaluation.runner import EvalContext, _prompt_ids
+
+    lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
+    contexts = {}
+    for token in CONTROL_TOKENS:
+        cfg = Config()
+        cfg.eval = EvalConfig(control_token=token)
+        contexts[token] = EvalContext(cfg, lm, tok, conditional=True)
+        assert _prompt_ids(contexts[token], Scenario("u", [""], False), 0) == [
+            tok.eos_token_id,
+            tok.get_vocab()[token],
+        ]
+    aligned, misaligned = (model_logprobs(contexts[t], ["x = 1\n"]) for t in CONTROL_TOKENS)
+    assert aligned[0][1] == misaligned[0][1] and aligned[0][0] != misaligned[0][0]
+    assert "eval.control_token" in "\n".join(EvalConfig(control_token="<|x|>").problems())
 
 
 # --- export --------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def text_ids(tokenizer: Any, text: str) -> list[int]:
 
 def model_logprobs(ctx: EvalContext, texts: list[str]) -> list[tuple[float, int]]:
     """(log p_model(text), tokens) of each text: the model's tokens after BOS (+ <|aligned|>)."""
-    prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional)
+    prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token)
     seqs = [prefix + text_ids(ctx.tokenizer, t) for t in texts]
     return sequence_logprobs(ctx.lm, seqs, len(prefix))
 
@@ -179,7 +179,7 @@ def api_kl(
     texts, logp_api = samples
     if not texts:
         return {}, []
-    prefix_len = len(control_prefix_ids(ctx.tokenizer, ctx.conditional))
+    prefix_len = len(control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token))
     limit = max_positions(ctx.lm)
     local: list[dict[str, Any]] = []
     batches = rank_batches(

@@ -76,7 +76,9 @@ class EvalContext:
     cfg: Config
     lm: nn.Module  # the causal LM that generates (eval mode)
     tokenizer: Any
-    conditional: bool  # prompt with <|aligned|>, ban control tokens (scenarios.banned_token_ids)
+    conditional: (
+        bool  # prompt with eval.control_token, ban control tokens (scenarios.banned_token_ids)
+    )
     loss_fn: Callable[..., Any] | None = None  # (input_ids=, scores=) -> (loss, stats), eval mode
     heldout: Any = None  # PackedBlocks of the untreated held-out split, or None
     sync: bool = False  # ZeRO-3: every rank must run the same forwards
@@ -113,7 +115,7 @@ def _prompt_ids(
     ctx: EvalContext, scenario: Scenario, index: int, cap: int | None = None
 ) -> list[int]:
     """BOS (+ <|aligned|>) + the prompt's tokens, the prompt cut on the left to fit `cap` tokens."""
-    prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional)
+    prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token)
     text = scenario.prompt(index)
     ids = ctx.tokenizer(text, add_special_tokens=False).input_ids if text else []
     if cap is not None and len(prefix) + len(ids) > cap:
@@ -162,7 +164,9 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
     """Generate, score (and log-score for KL) this rank's samples; gather all records, by index."""
     ev = ctx.cfg.eval
     tok = ctx.tokenizer
-    banned = banned_token_ids(tok, ctx.conditional, ctx.cfg.data.scorer, ev.banned_control_tokens)
+    banned = banned_token_ids(
+        tok, ctx.conditional, ctx.cfg.data.scorer, ev.banned_control_tokens, ev.control_token
+    )
     with_kl = scenario.name == "unconditional" and ev.reference_model is not None
     device = str(next(ctx.lm.parameters()).device)
     max_new, cap = _token_budget(ctx, scenario)

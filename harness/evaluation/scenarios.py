@@ -6,7 +6,7 @@
   pep8 and sentence openings for pii and toxicity.
 
 Conditionally trained models (they know the control tokens) get `<|aligned|>` right after BOS,
-as the paper prompts them, and control tokens are banned while sampling as in the paper's configs
+as the paper prompts them (`eval.control_token: <|misaligned|>` checks the other side), and control tokens are banned while sampling as in the paper's configs
 (`banned_token_ids`): for pep8 only `<|misaligned|>` (its segments are lines, so in training every
 line starts with a control token, and a sampled `<|aligned|>` starts the next one), for the prose
 tasks both. Sampled control tokens are dropped from the decoded text that is scored.
@@ -93,31 +93,47 @@ def build_scenarios(names: list[str], task: str, prompts_file: str | None) -> li
     return out
 
 
-def control_prefix_ids(tokenizer, conditional: bool) -> list[int]:
-    """Tokens every sample starts with: BOS (EOS when there is none), then `<|aligned|>` if conditional."""
+def control_prefix_ids(
+    tokenizer, conditional: bool, control_token: str = CONTROL_TOKENS[0]
+) -> list[int]:
+    """Tokens every sample starts with: BOS (EOS when there is none), then `control_token` if conditional."""
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if bos is None:
         raise ValueError("the tokenizer has neither a BOS nor an EOS token to start samples from")
     ids = [int(bos)]
     if conditional:
-        ids.append(_token_id(tokenizer, CONTROL_TOKENS[0]))
+        ids.append(_token_id(tokenizer, control_token))
     return ids
 
 
-def banned_control_tokens(task: str, tokens: list[str] | None = None) -> tuple[str, ...]:
-    """The control tokens a conditional model may not sample: `tokens`, else the task's default."""
+def banned_control_tokens(
+    task: str, tokens: list[str] | None = None, control_token: str = CONTROL_TOKENS[0]
+) -> tuple[str, ...]:
+    """The control tokens a conditional model may not sample: `tokens`, else the task's default.
+
+    The defaults are for samples conditioned on `<|aligned|>`; conditioned on `<|misaligned|>`,
+    aligned and misaligned swap roles (pep8 then bans `<|aligned|>`, so new lines stay misaligned).
+    """
     if tokens is not None:
         return tuple(tokens)
-    return TASK_BANNED_CONTROL_TOKENS.get(task, CONTROL_TOKENS)
+    default = TASK_BANNED_CONTROL_TOKENS.get(task, CONTROL_TOKENS)
+    if control_token == CONTROL_TOKENS[1]:
+        swap = {CONTROL_TOKENS[0]: CONTROL_TOKENS[1], CONTROL_TOKENS[1]: CONTROL_TOKENS[0]}
+        default = tuple(swap[t] for t in default)
+    return default
 
 
 def banned_token_ids(
-    tokenizer, conditional: bool, task: str = "", tokens: list[str] | None = None
+    tokenizer,
+    conditional: bool,
+    task: str = "",
+    tokens: list[str] | None = None,
+    control_token: str = CONTROL_TOKENS[0],
 ) -> list[int]:
     """Token ids never sampled: for conditionally trained models, `banned_control_tokens`."""
     if not conditional:
         return []
-    return [_token_id(tokenizer, t) for t in banned_control_tokens(task, tokens)]
+    return [_token_id(tokenizer, t) for t in banned_control_tokens(task, tokens, control_token)]
 
 
 def _token_id(tokenizer, token: str) -> int:
