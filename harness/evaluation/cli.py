@@ -94,3 +94,44 @@ def export_main(argv: list[str] | None = None) -> int:
         return 2
     print(f"exported to {out}")
     return 0
+
+
+def probe_main(argv: list[str] | None = None) -> int:
+    """`scripts/probe_conditioning.py`: did a conditionally trained checkpoint learn its control tokens?"""
+    offline_defaults()
+    parser = argparse.ArgumentParser(
+        prog="probe_conditioning.py",
+        description="Teacher-forced probe of a conditionally trained checkpoint on its held-out "
+        "split: how much more likely each segment is behind its true control token "
+        "(harness/evaluation/conditioning.py).",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder",
+    )
+    parser.add_argument(
+        "--segments", type=int, default=1000, help="held-out segments probed, half misaligned"
+    )
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the choice of segments")
+    parser.add_argument("--out", default=None, help="also write the result to this JSON file")
+    args = parser.parse_args(strip_launcher_args(list(sys.argv[1:] if argv is None else argv)))
+    if args.segments < 2 or args.batch_size < 1:
+        parser.error("--segments must be >= 2 and --batch_size >= 1")
+    from harness.evaluation.conditioning import probe_checkpoint
+
+    try:
+        result = probe_checkpoint(args.checkpoint, args.segments, args.batch_size, args.seed)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=2)
+    if args.out:
+        from pathlib import Path
+
+        from harness.checkpoint import atomic_write_text
+
+        atomic_write_text(Path(args.out), text + "\n")
+    print(text)
+    return 0

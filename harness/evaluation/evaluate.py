@@ -54,7 +54,7 @@ def plain_heldout_blocks(cfg: Config, tokenizer: Any, scored_dir: Path):
     return PackedBlocks(pack_split(cfg, shards, tokenizer, plain_segments, folder, heldout=True))
 
 
-def _scored_dir(cfg: Config, state: dict[str, Any], notes: list[str]) -> Path | None:
+def find_scored_dir(cfg: Config, state: dict[str, Any], notes: list[str]) -> Path | None:
     """The run's scored shards: found by the corpus fingerprint in the checkpoint, else re-scored."""
     from harness.data.pipeline import run_scoring, scored_dir_for
 
@@ -88,7 +88,7 @@ def evaluate_checkpoint(
     )
     model = build_loss_model(cfg, tokenizer, consolidated_state_dict(root, tag)).to(device)
     notes: list[str] = []
-    scored = _scored_dir(cfg, state, notes)
+    scored = find_scored_dir(cfg, state, notes)
     heldout = plain_heldout_blocks(cfg, tokenizer, scored) if scored is not None else None
     ctx = EvalContext(
         cfg, model.lm, tokenizer, conditional, model, heldout, sync=False, notes=notes

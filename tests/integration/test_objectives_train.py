@@ -5,6 +5,7 @@ the tokenizer and the untreated packed blocks are cached once for all six runs. 
 head on 2 ranks under ZeRO-3 and bf16 (partitioned and cast by DeepSpeed).
 """
 
+import json
 import math
 
 import pytest
@@ -64,6 +65,27 @@ def test_objective_trains_two_steps(tmp_path, cache_dir, name):
         missing = stat_keys - set(record)
         assert not missing, f"{name}: stats {sorted(missing)} not logged in {sorted(record)}"
         assert all(math.isfinite(record[k]) for k in stat_keys), record
+    # scripts/probe_conditioning.py reads a conditional checkpoint and its held-out split; it
+    # refuses other objectives by name.
+    probe = python_run(
+        "probe_conditioning.py",
+        [
+            "--checkpoint",
+            str(tmp_path / "run"),
+            "--segments",
+            "20",
+            "--out",
+            str(tmp_path / "p.json"),
+        ],
+    )
+    if name != "conditional":
+        assert probe.returncode == 2 and f"objective {name!r} has no control tokens" in probe.stderr
+        return
+    check(probe)
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert result["step"] == 2 and 0 < result["segments_misaligned"] <= 10
+    assert result["segments_aligned"] == 10
+    assert all(math.isfinite(result[k]) for k in ("auc", "predict_auc", "llr_aligned_mean"))
 
 
 def test_awr_value_head_trains_under_zero3_bf16_on_two_ranks(tmp_path):
