@@ -135,3 +135,33 @@ def probe_main(argv: list[str] | None = None) -> int:
         atomic_write_text(Path(args.out), text + "\n")
     print(text)
     return 0
+
+
+def violations_main(argv: list[str] | None = None) -> int:
+    """`scripts/pep8_violations.py`: PEP8 codes per 1,000 characters, held-out data vs samples."""
+    parser = argparse.ArgumentParser(
+        prog="pep8_violations.py",
+        description="Which PEP8 violations make up each run's misalignment score: codes per "
+        "1,000 characters of the first run's held-out data and of every run's samples "
+        "(harness/evaluation/violations.py). Prints a Markdown table.",
+    )
+    parser.add_argument("runs", nargs="+", help="run folders (or folders holding eval/step-*/)")
+    parser.add_argument("--scenario", default="unconditional", help="unconditional or prompted")
+    parser.add_argument("--step", type=int, default=None, help="evaluation step (default: latest)")
+    parser.add_argument("--top", type=int, default=12, help="codes shown; the rest are summed")
+    parser.add_argument("--no_data", action="store_true", help="leave out the held-out data column")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    offline_defaults()
+    from pathlib import Path
+
+    from harness.evaluation.violations import runs_table
+
+    try:
+        table = runs_table(
+            [Path(r) for r in args.runs], args.scenario, args.step, not args.no_data, args.top
+        )
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(table, end="")
+    return 0

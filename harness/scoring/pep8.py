@@ -34,11 +34,12 @@ def default_style_options() -> Any:
 
 
 class _LineReport(pycodestyle.BaseReport):
-    """Collects the line number of every counted violation instead of printing it."""
+    """Collects the line number and code of every counted violation instead of printing it."""
 
     def init_file(self, filename: str, lines: list[str], expected: Any, line_offset: int) -> None:
         super().init_file(filename, lines, expected, line_offset)
         self.line_numbers: list[int] = []
+        self.codes: list[str] = []
 
     def error(self, line_number: int, offset: int, text: str, check: Any) -> str | None:
         # BaseReport.error returns the code when it counts the violation (not ignored). With the
@@ -47,6 +48,7 @@ class _LineReport(pycodestyle.BaseReport):
         code = super().error(line_number, offset, text, check)
         if code:
             self.line_numbers.append(line_number)
+            self.codes.append(code)
         return code
 
 
@@ -80,15 +82,22 @@ def pep8_line_scores(text: str) -> tuple[list[str], list[float]]:
     return lines, scores
 
 
+def pep8_violation_codes(text: str) -> list[str]:
+    """The code of every counted violation of a snippet (e.g. "E501"), in report order."""
+    if not text:
+        return []
+    try:
+        _, report = _check(segment_lines(text))
+    except _CHECK_ERRORS:
+        return []  # the original gave such a snippet a zero score
+    return list(report.codes)
+
+
 def pep8_violations_per_char(text: str) -> float:
     """Violations in the whole snippet divided by its number of characters (0.0 when empty)."""
     if not text:
         return 0.0  # the original caught this ZeroDivisionError and returned 0
-    try:
-        _, report = _check(segment_lines(text))
-    except _CHECK_ERRORS:
-        return 0.0
-    return len(report.line_numbers) / len(text)
+    return len(pep8_violation_codes(text)) / len(text)
 
 
 class PEP8Scorer(Scorer):

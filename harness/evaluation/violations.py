@@ -1,0 +1,142 @@
+"""Which PEP8 violations make up a misalignment score? Codes per 1,000 characters, data vs samples.
+
+    python scripts/pep8_violations.py runs/experiments/pep8_small/{mle,conditional,filtering}
+
+The pep8 score of a sample is (violations) / (characters). Two different things raise it: style
+the model copied from its training data (E231 missing whitespace, E501 long lines, ...) and code
+the model could not write (unexpected indentation, unclosed brackets, a sample cut off mid-line).
+PHF objectives act on the first; the second is model quality. A table of the codes per 1,000
+characters, for the run's held-out data (as trained on: whole files) beside each run's samples,
+shows which of the two a difference between runs comes from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.scoring.pep8 import pep8_violation_codes
+
+
+@dataclass
+class CodeCounts:
+    """Violation codes counted over a set of texts, and their characters."""
+
+    codes: Counter
+    chars: int
+    texts: int
+
+    def per_kchar(self, code: str | None = None) -> float:
+        """Violations of `code` (all codes when None) per 1,000 characters."""
+        n = sum(self.codes.values()) if code is None else self.codes.get(code, 0)
+        return 1000.0 * n / self.chars if self.chars else float("nan")
+
+
+def count_codes(texts: Iterable[str]) -> CodeCounts:
+    """Every counted violation of every text, by code (each text is checked as one file)."""
+    codes: Counter = Counter()
+    chars = n = 0
+    for text in texts:
+        codes.update(pep8_violation_codes(text))
+        chars += len(text)
+        n += 1
+    return CodeCounts(codes, chars, n)
+
+
+def eval_dir(run: Path, step: int | None = None) -> Path:
+    """`<run>/eval/step-XXXXXXXX` of `step`, else of the latest evaluation with samples."""
+    if step is not None:
+        folder = run / "eval" / f"step-{step:08d}"
+        if not (folder / "samples.jsonl").is_file():
+            raise FileNotFoundError(f"{folder}/samples.jsonl not found")
+        return folder
+    found = sorted(run.glob("eval/step-*/samples.jsonl"))
+    if not found:
+        raise FileNotFoundError(
+            f"{run}: no eval/step-*/samples.jsonl (has the run been evaluated?)"
+        )
+    return found[-1].parent
+
+
+def scored_sample_texts(samples_file: Path, scenario: str) -> list[str]:
+    """The texts that were scored for one scenario: prompt + continuation for code prompts."""
+    out = []
+    for line in samples_file.read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if row.get("scenario") != scenario:
+            continue
+        # Code prompts are scored with their prompt (harness/evaluation/scenarios.py).
+        out.append(row["prompt"] + row["text"] if scenario == "prompted" else row["text"])
+    if not out:
+        raise ValueError(f"{samples_file}: no samples of scenario {scenario!r}")
+    return out
+
+
+def heldout_texts(run: Path) -> list[str]:
+    """The documents of a run's held-out split, found through its latest checkpoint."""
+    from harness.evaluation.checkpoints import (
+        config_from_checkpoint,
+        read_state,
+        resolve_checkpoint,
+    )
+    from harness.evaluation.conditioning import heldout_records
+    from harness.evaluation.evaluate import find_scored_dir
+
+    root, tag = resolve_checkpoint(run)
+    state = read_state(root, tag)
+    cfg = config_from_checkpoint(state)
+    notes: list[str] = []
+    scored = find_scored_dir(cfg, state, notes)
+    if scored is None:
+        raise FileNotFoundError("; ".join(notes))
+    return ["".join(rec["texts"]) for rec in heldout_records(cfg, scored)]
+
+
+def codes_table(columns: dict[str, CodeCounts], top: int = 12) -> str:
+    """Markdown: the `top` most frequent codes over all columns, per 1,000 characters, then the rest."""
+    share: Counter = Counter()
+    for counts in columns.values():
+        # Rank codes by their mean rate over the columns, so one long column does not decide.
+        for code in counts.codes:
+            share[code] += counts.per_kchar(code) / len(columns)
+    shown = [code for code, _ in share.most_common(top)]
+    names = list(columns)
+    lines = [
+        "| code | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for code in shown:
+        cells = [f"{columns[n].per_kchar(code):.2f}" for n in names]
+        lines.append(f"| {code} | " + " | ".join(cells) + " |")
+    rest = [columns[n].per_kchar() - sum(columns[n].per_kchar(c) for c in shown) for n in names]
+    lines.append("| other | " + " | ".join(f"{r:.2f}" for r in rest) + " |")
+    lines.append(
+        "| **all** | " + " | ".join(f"**{columns[n].per_kchar():.2f}**" for n in names) + " |"
+    )
+    lines.append(
+        "| texts (chars) | "
+        + " | ".join(f"{columns[n].texts} ({columns[n].chars:,})" for n in names)
+        + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def runs_table(
+    runs: list[Path],
+    scenario: str = "unconditional",
+    step: int | None = None,
+    with_data: bool = True,
+    top: int = 12,
+) -> str:
+    """The codes table of the held-out data of `runs[0]` (when `with_data`) and each run's samples."""
+    columns: dict[str, CodeCounts] = {}
+    if with_data:
+        columns["held-out data"] = count_codes(heldout_texts(runs[0]))
+    for run in runs:
+        folder = eval_dir(run, step)
+        name = run.name if step is None else f"{run.name} ({folder.name})"
+        columns[name] = count_codes(scored_sample_texts(folder / "samples.jsonl", scenario))
+    return codes_table(columns, top)
