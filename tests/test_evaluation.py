@@ -339,3 +339,42 @@ def test_heldout_lm_loss_spreads_its_blocks_over_the_whole_split():
     assert spread_block_ids(100, 10) == list(range(0, 100, 10))
     assert spread_block_ids(3, 10) == [0, 1, 2]
     assert heldout_lm_loss(ctx)["eval/lm_loss"] == pytest.approx(45.0)  # mean of 0, 10, ..., 90
+
+
+def test_conditional_kl_scores_the_tokens_it_sampled_control_tokens_included(tok, tmp_path):
+    """Sampled control tokens are dropped from the text; log p_model must still count them."""
+    from harness.evaluation.export import export_hf
+    from harness.evaluation.runner import EvalContext, _kl_terms, run_scenario
+
+    cfg = Config()
+    cfg.objective = ObjectiveConfig(name="conditional", threshold=0.0)
+    cfg.data.scorer = "pep8"  # pep8 bans only <|misaligned|>: <|aligned|> may be sampled
+    ref_lm = build_model(TINY, len(tok), 64, 1, tok.eos_token_id).eval()
+    reference = export_hf(ref_lm, tok, cfg, tmp_path / "ref")
+    cfg.eval = EvalConfig(
+        num_samples=4, generation_batch_size=2, max_new_tokens=8, reference_model=str(reference)
+    )
+    lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
+    aligned = tok.get_vocab()[CONTROL_TOKENS[0]]
+    with torch.no_grad():  # make <|aligned|> likely: its (tied) row along the mean final state
+        ids = torch.tensor([tok(CODE[0]).input_ids])
+        h = lm(input_ids=ids, output_hidden_states=True).hidden_states[-1][0].mean(0)
+        lm.get_input_embeddings().weight[aligned] = 40 * h / h.norm() ** 2
+    ctx = EvalContext(cfg, lm, tok, conditional=True)
+    records = run_scenario(ctx, Scenario("unconditional", [""], False), scorer=PEP8Stub())
+    dropped = [r for r in records if r["num_tokens"] > len(tok(r["text"]).input_ids)]
+    assert dropped, "no sample had a control token: the test lost its point"
+    for r in records:  # every sampled token, control tokens included, is scored
+        assert r["model_tokens"] == r["num_tokens"]
+    prefix = control_prefix_ids(tok, True)
+    sampled = [prefix + [aligned] + tok("x = 1\n").input_ids]
+    (term,) = _kl_terms(ctx, ["x = 1\n"], "cpu", sampled)
+    ((logp, n),) = sequence_logprobs(lm, sampled, len(prefix))
+    assert term["logp_model"] == logp and term["model_tokens"] == n == len(sampled[0]) - 2
+    ((ref_logp, _),) = sequence_logprobs(ref_lm, [[tok.eos_token_id] + tok("x = 1\n").input_ids], 1)
+    assert term["logp_ref"] == pytest.approx(ref_logp, rel=1e-6)
+
+
+class PEP8Stub:
+    def score_texts(self, texts):
+        return [0.0 for _ in texts]

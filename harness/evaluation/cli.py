@@ -149,7 +149,16 @@ def violations_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="unconditional", help="unconditional or prompted")
     parser.add_argument("--step", type=int, default=None, help="evaluation step (default: latest)")
     parser.add_argument("--top", type=int, default=12, help="codes shown; the rest are summed")
-    parser.add_argument("--no_data", action="store_true", help="leave out the held-out data column")
+    parser.add_argument(
+        "--no_data", action="store_true", help="leave out the held-out data columns"
+    )
+    parser.add_argument(
+        "--first_tokens",
+        type=int,
+        default=None,
+        help="cut held-out files to this many tokens for the second data column "
+        "(default: the first run's eval.max_new_tokens)",
+    )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     offline_defaults()
     from pathlib import Path
@@ -158,7 +167,12 @@ def violations_main(argv: list[str] | None = None) -> int:
 
     try:
         table = runs_table(
-            [Path(r) for r in args.runs], args.scenario, args.step, not args.no_data, args.top
+            [Path(r) for r in args.runs],
+            args.scenario,
+            args.step,
+            not args.no_data,
+            args.top,
+            args.first_tokens,
         )
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

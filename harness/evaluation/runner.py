@@ -15,8 +15,10 @@ and `metrics.json` atomically. Metric keys (also logged to metrics.jsonl/wandb d
     eval/kl_ref                    KL(p_model || p_ref) in nats per sample, estimated on the
                                    unconditional samples x_i ~ p_model as mean_i [log p_model(x_i) -
                                    log p_ref(x_i)]; each model scores the decoded text with its own
-                                   tokenizer (given BOS, and <|aligned|> for conditional models), so
-                                   tokenizers may differ. Samples are prefixes (no end-of-text term).
+                                   tokenizer given BOS, so tokenizers may differ; a conditional
+                                   model scores the tokens it sampled, its control tokens included
+                                   (the scored text has them dropped). Samples are prefixes (no
+                                   end-of-text term).
     eval/kl_ref_per_token          the same sum divided by the number of the model's tokens
     eval/kl_api, kl_api_per_token  KL(API model || p_model) on samples of an OpenAI-compatible
                                    completions API (eval.api_kl_model; the paper's KL from GPT-3),
@@ -148,10 +150,22 @@ def _token_budget(ctx: EvalContext, scenario: Scenario) -> tuple[int, int | None
     return budget, cap
 
 
-def _kl_terms(ctx: EvalContext, texts: list[str], device: str) -> list[dict[str, float]]:
-    """log p_model and log p_ref of each text, each with its own tokenizer (module docstring)."""
+def _kl_terms(
+    ctx: EvalContext, texts: list[str], device: str, sampled: list[list[int]]
+) -> list[dict[str, float]]:
+    """log p_model and log p_ref of each sample, each with its own tokenizer (module docstring).
+
+    `sampled` are the prompt + generated ids. A conditionally trained model is scored on those,
+    control tokens included: its decoded text has them dropped, and text without a control token
+    at each segment is not what it samples (nor what it was trained on), so scoring the text
+    would understate log p_model and bias the KL low, even below zero.
+    """
     ref, ref_tok = _reference(ctx.cfg.eval.reference_model, device)
-    ours = model_logprobs(ctx, texts)
+    if ctx.conditional:
+        prefix_len = len(control_prefix_ids(ctx.tokenizer, True, ctx.cfg.eval.control_token))
+        ours = sequence_logprobs(ctx.lm, sampled, prefix_len)
+    else:
+        ours = model_logprobs(ctx, texts)
     ref_start = ref_tok.bos_token_id if ref_tok.bos_token_id is not None else ref_tok.eos_token_id
     theirs = sequence_logprobs(ref, [[ref_start] + text_ids(ref_tok, t) for t in texts], 1)
     return [
@@ -178,9 +192,10 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
         # Under ZeRO-3 a rank without a batch of its own runs a dummy one so forwards stay in step.
         indices = list(batch) if batch is not None else [0]
         seeds = [sample_seed(ctx.cfg.run.seed, scenario.name, i) for i in indices]
+        prompt_ids = [_prompt_ids(ctx, scenario, i, cap) for i in indices]
         generated = generate_batch(
             ctx.lm,
-            [_prompt_ids(ctx, scenario, i, cap) for i in indices],
+            prompt_ids,
             seeds,
             max_new,
             ev.temperature,
@@ -193,7 +208,8 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
             tok.decode(g, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             for g in generated
         ]
-        kl = _kl_terms(ctx, texts, device) if with_kl else [{} for _ in texts]
+        sampled = [p + g for p, g in zip(prompt_ids, generated, strict=True)]
+        kl = _kl_terms(ctx, texts, device, sampled) if with_kl else [{} for _ in texts]
         if batch is None:
             continue
         prompts = [scenario.prompt(i) for i in indices]

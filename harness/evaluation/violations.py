@@ -75,8 +75,14 @@ def scored_sample_texts(samples_file: Path, scenario: str) -> list[str]:
     return out
 
 
-def heldout_texts(run: Path) -> list[str]:
-    """The documents of a run's held-out split, found through its latest checkpoint."""
+def heldout_texts(run: Path, first_tokens: int | None = None) -> list[str]:
+    """The files of a run's held-out split (found through its latest checkpoint).
+
+    With `first_tokens`, each file is cut to its first `first_tokens` tokens of the run's
+    tokenizer, as an unconditional sample of that length starts at BOS (a file's start) and is
+    cut off: what perfect imitation of the data would score under the same protocol.
+    """
+    from harness.data.tokenizer import load_tokenizer
     from harness.evaluation.checkpoints import (
         config_from_checkpoint,
         read_state,
@@ -92,7 +98,27 @@ def heldout_texts(run: Path) -> list[str]:
     scored = find_scored_dir(cfg, state, notes)
     if scored is None:
         raise FileNotFoundError("; ".join(notes))
-    return ["".join(rec["texts"]) for rec in heldout_records(cfg, scored)]
+    texts = ["".join(rec["texts"]) for rec in heldout_records(cfg, scored)]
+    if first_tokens is None:
+        return texts
+    tok = load_tokenizer(root / tag / "tokenizer")
+    return [
+        tok.decode(
+            tok(t, add_special_tokens=False).input_ids[:first_tokens],
+            clean_up_tokenization_spaces=False,
+        )
+        for t in texts
+    ]
+
+
+def _saved_config(run: Path) -> dict:
+    """The resolved config a run folder was trained with (`config.yaml`)."""
+    import yaml
+
+    path = run / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no config.yaml (is this a run folder?)")
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def codes_table(columns: dict[str, CodeCounts], top: int = 12) -> str:
@@ -130,11 +156,21 @@ def runs_table(
     step: int | None = None,
     with_data: bool = True,
     top: int = 12,
+    first_tokens: int | None = None,
 ) -> str:
-    """The codes table of the held-out data of `runs[0]` (when `with_data`) and each run's samples."""
+    """The codes table of `runs[0]`'s held-out data (when `with_data`) and each run's samples.
+
+    Two data columns: whole files (the style the models were trained on) and the files' first
+    `first_tokens` tokens (default: `eval.max_new_tokens` of `runs[0]`), cut like the samples.
+    """
     columns: dict[str, CodeCounts] = {}
     if with_data:
-        columns["held-out data"] = count_codes(heldout_texts(runs[0]))
+        if first_tokens is None:
+            first_tokens = int(_saved_config(runs[0])["eval"]["max_new_tokens"])
+        columns["held-out files"] = count_codes(heldout_texts(runs[0]))
+        columns[f"their first {first_tokens} tokens"] = count_codes(
+            heldout_texts(runs[0], first_tokens)
+        )
     for run in runs:
         folder = eval_dir(run, step)
         name = run.name if step is None else f"{run.name} ({folder.name})"

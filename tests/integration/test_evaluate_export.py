@@ -179,3 +179,18 @@ def test_report_on_two_tiny_runs(runs, tmp_path):
         # A run with an evaluation (from the engine, or from scripts/evaluate.py above) has numbers.
         if list(run.glob("eval/step-*/metrics.json")):
             assert row.split(" | ")[3] == "4", row  # the step column
+
+
+def test_pep8_violations_of_a_run_beside_its_held_out_data(runs):
+    run, _ = runs["z2_mle"]
+    proc = python_run("pep8_violations.py", [str(run), "--top", "3"])
+    check(proc)
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in proc.stdout.splitlines()]
+    assert rows[0] == ["code", "held-out files", "their first 12 tokens", "run"]
+    assert [r[0] for r in rows[-3:]] == ["other", "**all**", "texts (chars)"]
+    counts = [
+        cell.replace(",", "").replace("(", "").replace(")", "").split() for cell in rows[-1][1:]
+    ]
+    (files, file_chars), (cut, cut_chars), (samples, _) = [(int(n), int(c)) for n, c in counts]
+    assert files == cut > 0 and cut_chars < file_chars  # the same files, cut to 12 tokens
+    assert samples == EVAL["num_samples"]
