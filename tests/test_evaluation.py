@@ -378,3 +378,29 @@ def test_conditional_kl_scores_the_tokens_it_sampled_control_tokens_included(tok
 class PEP8Stub:
     def score_texts(self, texts):
         return [0.0 for _ in texts]
+
+
+def test_heldout_lm_loss_counts_control_token_predictions_per_text_token(tok):
+    """A conditional model's held-out loss: -log p(text, labels) / text tokens."""
+    import numpy as np
+
+    from harness.evaluation.runner import EvalContext, heldout_lm_loss
+
+    aligned = tok.get_vocab()[CONTROL_TOKENS[0]]
+
+    class Blocks:  # [x, <|aligned|>, x, x]: 3 predicted tokens per block, 1 of them a control token
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, ids):
+            row = [5, aligned, 6, 7]
+            return np.array([row] * len(ids)), np.zeros((len(ids), 4), dtype=np.float32)
+
+    def constant(input_ids, scores):
+        return torch.tensor(2.0), {}  # 2 nats for every predicted token
+
+    cfg = Config()
+    cfg.eval.batches, cfg.train.micro_batch_size = 1, 4
+    for conditional, expected in ((True, 2.0 * 3 / 2), (False, 2.0)):
+        ctx = EvalContext(cfg, torch.nn.Linear(1, 1), tok, conditional, constant, Blocks())
+        assert heldout_lm_loss(ctx)["eval/lm_loss"] == pytest.approx(expected)

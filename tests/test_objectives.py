@@ -304,6 +304,27 @@ def test_conditional_drop_fraction_statistics_and_determinism():
     assert len(keys) == 4
 
 
+def test_conditional_heldout_format_labels_every_segment_and_others_are_plain():
+    aligned, misaligned = CONTROL_TOKENS
+    rec = record("doc", [0.0, 0.5, 0.0] * 100)
+    obj = conditional(drop=0.5)  # dropping is for training only
+    treat, key = obj.heldout_treatment()
+    expected = [
+        (misaligned if s > 0 else aligned) + t
+        for t, s in zip(rec["texts"], rec["scores"], strict=True)
+    ]
+    assert [t for t, _ in treat(rec)] == expected and [s for _, s in treat(rec)] == rec["scores"]
+    assert key != obj.treatment_key() and key != "plain"
+    assert conditional(drop=0.0).heldout_treatment()[1] == key  # the drop fraction plays no part
+    assert conditional(threshold=0.2).heldout_treatment()[1] != key
+    for name in ("mle", "filtering", "ul", "awr"):
+        opts = {"threshold": 0.1} if name == "filtering" else {}
+        plain, plain_key = build_objective(ObjectiveConfig(name=name, **opts)).heldout_treatment()
+        assert plain_key == "plain" and plain(rec) == list(
+            zip(rec["texts"], rec["scores"], strict=True)
+        )
+
+
 def test_conditional_prefix_packs_to_one_control_token(tmp_path):
     from harness.data.packing import PackedBlocks, pack_blocks
     from harness.data.tokenizer import load_tokenizer, train_bpe

@@ -40,18 +40,20 @@ def eval_dir(output_dir: str | Path, step: int) -> Path:
     return Path(output_dir) / "eval" / f"step-{step:08d}"
 
 
-def plain_heldout_blocks(cfg: Config, tokenizer: Any, scored_dir: Path):
-    """The untreated held-out split packed with `tokenizer` (cached; all ranks must call it)."""
-    from harness.data.packing import PackedBlocks, plain_segments
+def heldout_blocks(cfg: Config, tokenizer: Any, scored_dir: Path, objective: Any):
+    """The held-out split in `objective.heldout_treatment()` (untreated unless the objective
+    changes the text format), packed with `tokenizer` (cached; all ranks must call it)."""
+    from harness.data.packing import PackedBlocks
     from harness.data.pipeline import _pack_key, pack_split
     from harness.data.tokenizer import tokenizer_fingerprint
     from harness.scoring.shards import shard_paths
 
+    treat, treatment_key = objective.heldout_treatment()
     manifest = json.loads((Path(scored_dir) / "manifest.json").read_text())
-    key = _pack_key(cfg, manifest, tokenizer_fingerprint(tokenizer), "plain", "heldout")
+    key = _pack_key(cfg, manifest, tokenizer_fingerprint(tokenizer), treatment_key, "heldout")
     folder = Path(cfg.data.cache_dir) / "packed" / f"heldout-{key}"
     shards = shard_paths(Path(scored_dir), manifest)
-    return PackedBlocks(pack_split(cfg, shards, tokenizer, plain_segments, folder, heldout=True))
+    return PackedBlocks(pack_split(cfg, shards, tokenizer, treat, folder, heldout=True))
 
 
 def find_scored_dir(cfg: Config, state: dict[str, Any], notes: list[str]) -> Path | None:
@@ -79,7 +81,8 @@ def evaluate_checkpoint(
     from harness.data.tokenizer import load_tokenizer
     from harness.objectives import build_objective
 
-    conditional = bool(build_objective(cfg.objective, cfg.run.seed).control_tokens)
+    objective = build_objective(cfg.objective, cfg.run.seed)
+    conditional = bool(objective.control_tokens)
     tokenizer = load_tokenizer(root / tag / "tokenizer", conditional)
     device = (
         torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -89,7 +92,7 @@ def evaluate_checkpoint(
     model = build_loss_model(cfg, tokenizer, consolidated_state_dict(root, tag)).to(device)
     notes: list[str] = []
     scored = find_scored_dir(cfg, state, notes)
-    heldout = plain_heldout_blocks(cfg, tokenizer, scored) if scored is not None else None
+    heldout = heldout_blocks(cfg, tokenizer, scored, objective) if scored is not None else None
     ctx = EvalContext(
         cfg, model.lm, tokenizer, conditional, model, heldout, sync=False, notes=notes
     )
@@ -106,7 +109,7 @@ def evaluate_during_training(run: Any, step: int) -> dict[str, float]:
     cfg: Config = run.cfg
     module = run.engine.module
     notes: list[str] = []
-    heldout = plain_heldout_blocks(cfg, run.data.tokenizer, run.data.scored_dir)
+    heldout = heldout_blocks(cfg, run.data.tokenizer, run.data.scored_dir, module.objective)
     ctx = EvalContext(
         cfg,
         module.lm,

@@ -9,9 +9,13 @@ and `metrics.json` atomically. Metric keys (also logged to metrics.jsonl/wandb d
 
     eval/<scenario>/score_mean, expected_max_score, frac_above_threshold, distinct_{1,2,3},
                     self_bleu, length_tokens_mean, compile_rate (code), num_samples
-    eval/lm_loss, eval/lm_ppl      plain next-token loss on eval.batches x train.micro_batch_size
-                                   blocks spread evenly over the held-out split, untreated (no
-                                   control tokens, nothing filtered), so all objectives are comparable
+    eval/lm_loss, eval/lm_ppl      next-token loss (nats per text token) on eval.batches x
+                                   train.micro_batch_size blocks spread evenly over the held-out
+                                   split, nothing filtered or reweighted, so all objectives are
+                                   comparable. Conditional models read it in their own format:
+                                   every segment behind its true control token, whose prediction
+                                   counts in the loss but not in the number of tokens
+                                   (ConditionalTraining.heldout_treatment)
     eval/kl_ref                    KL(p_model || p_ref) in nats per sample, estimated on the
                                    unconditional samples x_i ~ p_model as mean_i [log p_model(x_i) -
                                    log p_ref(x_i)]; each model scores the decoded text with its own
@@ -39,11 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from harness import distributed as dist
 from harness.config import Config, scorer_options_for
+from harness.data.tokenizer import CONTROL_TOKENS
 from harness.evaluation import metrics as M
 from harness.evaluation.api_kl import (
     API_SAMPLES_FILE,
@@ -82,7 +88,7 @@ class EvalContext:
         bool  # prompt with eval.control_token, ban control tokens (scenarios.banned_token_ids)
     )
     loss_fn: Callable[..., Any] | None = None  # (input_ids=, scores=) -> (loss, stats), eval mode
-    heldout: Any = None  # PackedBlocks of the untreated held-out split, or None
+    heldout: Any = None  # PackedBlocks of the held-out split (heldout_treatment), or None
     sync: bool = False  # ZeRO-3: every rank must run the same forwards
     notes: list[str] = field(default_factory=list)
     # During training a scorer that cannot be built (e.g. Detoxify weights absent while training on
@@ -253,7 +259,8 @@ def spread_block_ids(n_available: int, n_blocks: int) -> list[int]:
 
 @torch.no_grad()
 def heldout_lm_loss(ctx: EvalContext) -> dict[str, float]:
-    """Plain LM loss on eval.batches x micro_batch held-out blocks spread evenly over the split.
+    """Next-token loss per text token on eval.batches x micro_batch held-out blocks spread evenly
+    over the split (module docstring). Control tokens' predictions count in the sum, not the count.
 
     The same blocks whatever the world size: they are strided over ranks, and every rank runs the
     same number of forwards (a rank short of blocks repeats a block with weight 0), as ZeRO-3 needs.
@@ -269,7 +276,8 @@ def heldout_lm_loss(ctx: EvalContext) -> dict[str, float]:
     ids = spread_block_ids(len(ctx.heldout), n_blocks)[dist.rank() :: world]
     n_forwards = math.ceil(math.ceil(n_blocks / world) / micro)  # the same on every rank
     device = next(ctx.lm.parameters()).device
-    total = 0.0
+    control = _control_ids(ctx)
+    total = text_tokens = 0.0
     for k in range(n_forwards):
         chunk = ids[k * micro : (k + 1) * micro]
         tokens, scores = ctx.heldout[chunk or ids[:1] or [0]]
@@ -277,9 +285,22 @@ def heldout_lm_loss(ctx: EvalContext) -> dict[str, float]:
             input_ids=torch.from_numpy(tokens).to(device),
             scores=torch.from_numpy(scores).to(device),
         )
-        total += float(loss.float()) * len(chunk)  # blocks are full: block mean = token mean
-    loss = dist.all_reduce_sum([total], device)[0] / n_blocks
+        if not chunk:
+            continue  # a dummy forward, for ZeRO-3's collectives
+        targets = tokens[:, 1:]
+        total += float(loss.float()) * targets.size  # loss is the mean over predicted tokens
+        text_tokens += targets.size - int(np.isin(targets, control).sum())
+    total, text_tokens = dist.all_reduce_sum([total, text_tokens], device)
+    loss = total / text_tokens
     return {"eval/lm_loss": loss, "eval/lm_ppl": math.exp(min(loss, 50.0))}
+
+
+def _control_ids(ctx: EvalContext) -> list[int]:
+    """Ids of the control tokens of a conditionally trained model (none otherwise)."""
+    if not ctx.conditional:
+        return []
+    vocab = ctx.tokenizer.get_vocab()
+    return [int(vocab[t]) for t in CONTROL_TOKENS]
 
 
 def scenario_metrics(

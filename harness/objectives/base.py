@@ -50,6 +50,14 @@ class TokenObjective:
         """Identifies the treatment (and its parameters) in the packed-data cache key."""
         return "plain"
 
+    def heldout_treatment(self) -> tuple[Any, str]:
+        """(treatment, cache key) of the held-out split for eval/lm_loss: untreated by default.
+
+        Nothing is filtered or reweighted, so the loss is comparable across objectives; an
+        objective that changes the text format (control tokens) returns its format here.
+        """
+        return plain_segments, "plain"
+
     def prepare_model(self, lm: nn.Module, tokenizer: Any) -> None:
         """Adjust the freshly built LM (e.g. initialise control-token embeddings); no-op by default."""
 

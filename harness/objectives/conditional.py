@@ -61,7 +61,6 @@ class ConditionalTraining(MLE):
 
     def treat(self, record: dict[str, Any]) -> Segments | None:
         """Each segment with its control token prepended (or none, with prob. drop_token_fraction)."""
-        aligned, misaligned = self.control_tokens
         texts, scores = record["texts"], record["scores"]
         if len(texts) != len(scores):
             raise ValueError(
@@ -69,14 +68,35 @@ class ConditionalTraining(MLE):
             )
         # One vectorised draw per record; draw i depends only on (seed, id, i).
         drop = record_rng(self.seed, record).random(len(texts)) < self.drop_token_fraction
-        out: Segments = []
-        for text, score, dropped in zip(texts, scores, drop, strict=True):
-            if dropped:
-                out.append((text, score))
-            else:
-                prefix = aligned if float(score) <= self.threshold else misaligned
-                out.append((prefix + text, score))
-        return out
+        return [
+            (text, score) if dropped else labelled
+            for text, score, labelled, dropped in zip(
+                texts, scores, self.labelled(record), drop, strict=True
+            )
+        ]
+
+    def labelled(self, record: dict[str, Any]) -> Segments:
+        """Every segment behind its true control token, none dropped (the held-out format)."""
+        aligned, misaligned = self.control_tokens
+        return [
+            ((aligned if float(score) <= self.threshold else misaligned) + text, score)
+            for text, score in zip(record["texts"], record["scores"], strict=True)
+        ]
+
+    def heldout_treatment(self) -> tuple[Any, str]:
+        """The held-out split with every segment behind its true control token.
+
+        The model was trained on text in that format; without the tokens, each segment start is
+        a position where it learned to expect one (and "none" only with drop_token_fraction),
+        which would inflate its loss by about -log(drop_token_fraction) per segment. The loss
+        counts the control tokens' own predictions but is divided by the text tokens only: it is
+        -log p(text, true labels) per text token, an upper bound on the loss of the text itself
+        (p(text) sums p(text, labels) over all labellings).
+        """
+        return self.labelled, (
+            f"conditional-labelled:v1:threshold={self.threshold!r}"
+            f":tokens={','.join(self.control_tokens)}"
+        )
 
     def treatment_key(self) -> str:
         """Everything that changes the packed tokens: threshold, drop fraction, seed, prefixes."""
