@@ -97,43 +97,58 @@ def export_main(argv: list[str] | None = None) -> int:
 
 
 def probe_main(argv: list[str] | None = None) -> int:
-    """`scripts/probe_conditioning.py`: did a conditionally trained checkpoint learn its control tokens?"""
+    """`scripts/probe_heldout.py`: how likely each checkpoint finds misaligned vs aligned held-out text."""
     offline_defaults()
     parser = argparse.ArgumentParser(
-        prog="probe_conditioning.py",
-        description="Teacher-forced probe of a conditionally trained checkpoint on its held-out "
-        "split: how much more likely each segment is behind its true control token "
-        "(harness/evaluation/conditioning.py).",
+        prog="probe_heldout.py",
+        description="Teacher-forced probe of checkpoints (any objective) on their held-out split: "
+        "log p per token of misaligned and aligned segments in context, and for conditional "
+        "models how much the control tokens change it (harness/evaluation/probe.py). "
+        "Prints a Markdown table, one row per checkpoint.",
     )
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder",
+        action="append",
+        help="a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder "
+        "(repeat it to compare runs on the same segments)",
     )
     parser.add_argument(
         "--segments", type=int, default=1000, help="held-out segments probed, half misaligned"
     )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="segments scoring above it are misaligned (default: a conditional run's "
+        "objective.threshold, else the task's: pep8 and pii 0, toxicity 0.00056)",
+    )
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the choice of segments")
-    parser.add_argument("--out", default=None, help="also write the result to this JSON file")
+    parser.add_argument("--out", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(strip_launcher_args(list(sys.argv[1:] if argv is None else argv)))
     if args.segments < 2 or args.batch_size < 1:
         parser.error("--segments must be >= 2 and --batch_size >= 1")
-    from harness.evaluation.conditioning import probe_checkpoint
+    from harness.evaluation.probe import probe_checkpoint, probe_table
 
+    results = []
     try:
-        result = probe_checkpoint(args.checkpoint, args.segments, args.batch_size, args.seed)
+        for checkpoint in args.checkpoint:
+            results.append(
+                probe_checkpoint(
+                    checkpoint, args.segments, args.batch_size, args.seed, args.threshold
+                )
+            )
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    text = json.dumps(result, indent=2)
     if args.out:
         from pathlib import Path
 
         from harness.checkpoint import atomic_write_text
 
-        atomic_write_text(Path(args.out), text + "\n")
-    print(text)
+        atomic_write_text(Path(args.out), json.dumps(results, indent=2) + "\n")
+    print(probe_table(results), end="")
     return 0
 
 

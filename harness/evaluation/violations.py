@@ -88,8 +88,8 @@ def heldout_texts(run: Path, first_tokens: int | None = None) -> list[str]:
         read_state,
         resolve_checkpoint,
     )
-    from harness.evaluation.conditioning import heldout_records
     from harness.evaluation.evaluate import find_scored_dir
+    from harness.evaluation.probe import heldout_records
 
     root, tag = resolve_checkpoint(run)
     state = read_state(root, tag)

@@ -1,4 +1,4 @@
-"""The conditioning probe: contexts as training packs them, log-likelihood ratios and AUCs."""
+"""The held-out probe: contexts as training packs them, log p by label, log-likelihood ratios, AUCs."""
 
 import math
 from types import SimpleNamespace
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from harness.data.tokenizer import CONTROL_TOKENS, load_tokenizer, train_bpe
-from harness.evaluation.conditioning import Example, auc, probe_conditioning, probe_examples
+from harness.evaluation.probe import Example, auc, probe_examples, probe_model, probe_table
 from harness.evaluation.sampling import sequence_logprobs
 
 GOOD = "x = [i * i for i in range(10)]"  # aligned segments (no shared newline token)
@@ -85,7 +85,7 @@ def test_examples_carry_the_training_context_and_are_balanced(tok):
 
 def test_a_model_that_learned_the_tokens_separates_the_labels(tok):
     examples = probe_examples(RECORDS, tok, threshold=0.0, max_segments=100)
-    result = probe_conditioning(ControlAwareLM(tok), tok, examples, batch_size=4)
+    result = probe_model(ControlAwareLM(tok), tok, examples, True, batch_size=4)
     assert result["segments_misaligned"] == result["segments_aligned"] == 3
     assert result["llr_misaligned_mean"] > 0 > result["llr_aligned_mean"]
     assert result["auc"] == 1.0
@@ -105,7 +105,7 @@ def test_a_model_that_learned_the_tokens_separates_the_labels(tok):
 
 def test_a_model_that_ignores_the_tokens_scores_chance(tok):
     examples = probe_examples(RECORDS, tok, threshold=0.0, max_segments=100)
-    result = probe_conditioning(ControlAwareLM(tok, aware=False), tok, examples)
+    result = probe_model(ControlAwareLM(tok, aware=False), tok, examples, True)
     assert result["llr_misaligned_mean"] == result["llr_aligned_mean"] == 0.0
     assert result["auc"] == result["predict_auc"] == 0.5
 
@@ -114,5 +114,35 @@ def test_long_contexts_are_cut_on_the_left_to_the_model_context(tok):
     lm = ControlAwareLM(tok, context=12)
     vocab = tok.get_vocab()
     long = Example([tok.eos_token_id] + [vocab["<|aligned|>"]] * 40, [3, 4, 5], True)
-    result = probe_conditioning(lm, tok, [long, Example([tok.eos_token_id], [3], False)])
+    result = probe_model(lm, tok, [long, Example([tok.eos_token_id], [3], False)], True)
     assert math.isfinite(result["llr_misaligned_mean"])
+
+
+def test_plain_models_read_plain_contexts_and_log_p_is_per_token(tok):
+    """Any objective: no control tokens in the context, log p of each label per token."""
+    bad_ids = tok(BAD, add_special_tokens=False).input_ids
+    examples = probe_examples(RECORDS, tok, threshold=0.0, max_segments=100, conditional=False)
+    assert examples[2].context == [tok.eos_token_id, *bad_ids, *bad_ids]
+    flat = probe_model(ControlAwareLM(tok, aware=False), tok, examples, False, batch_size=4)
+    uniform = -math.log(len(tok))  # flat logits: every token has log p = -log V
+    assert flat["logp_misaligned"] == pytest.approx(uniform)
+    assert flat["logp_aligned"] == pytest.approx(uniform) and flat["gap"] == pytest.approx(0.0)
+    assert "auc" not in flat
+    # Behind <|aligned|> (as sampled), the control-aware model makes BAD's tokens unlikely.
+    cond = probe_model(ControlAwareLM(tok), tok, probe_examples(RECORDS, tok, 0.0, 100), True)
+    assert cond["gap"] < 0
+    lm = ControlAwareLM(tok)
+    e = probe_examples(RECORDS, tok, 0.0, 100)[0]
+    ali = tok.get_vocab()[CONTROL_TOKENS[0]]
+    ((logp, n),) = sequence_logprobs(lm, [e.context + [ali] + e.segment], len(e.context) + 1)
+    mis = [x for x in probe_examples(RECORDS, tok, 0.0, 100) if x.misaligned]
+    assert n == len(e.segment) and e.misaligned
+    assert cond["logp_misaligned"] == pytest.approx(
+        sum(
+            sequence_logprobs(lm, [x.context + [ali] + x.segment], len(x.context) + 1)[0][0]
+            for x in mis
+        )
+        / sum(len(x.segment) for x in mis)
+    )
+    table = probe_table([{"run": "mle", "objective": "mle", "step": 3, **flat}])
+    assert "| mle | mle | 3 | 3/3 |" in table and table.rstrip().endswith("| - | - |")
