@@ -146,3 +146,10 @@ def test_plain_models_read_plain_contexts_and_log_p_is_per_token(tok):
     )
     table = probe_table([{"run": "mle", "objective": "mle", "step": 3, **flat}])
     assert "| mle | mle | 3 | 3/3 |" in table and table.rstrip().endswith("| - | - |")
+
+
+def test_contexts_keep_their_last_tokens_only_when_asked(tok):
+    full = probe_examples(RECORDS, tok, threshold=0.0, max_segments=100)
+    cut = probe_examples(RECORDS, tok, threshold=0.0, max_segments=100, max_context=5)
+    assert [e.segment for e in cut] == [e.segment for e in full]
+    assert [e.context for e in cut] == [e.context[-5:] for e in full]

@@ -74,33 +74,41 @@ def probe_examples(
     max_segments: int,
     seed: int = 0,
     conditional: bool = True,
+    max_context: int | None = None,
 ) -> list[Example]:
     """A balanced, seeded choice of held-out segments with their contexts (module docstring).
 
-    The choice depends on the records, the tokenizer's ids of the text and the seed only, so
-    runs that share data and tokenizer are probed on the same segments.
+    Contexts keep their last `max_context` tokens (all when None); the model's context is what
+    matters. The choice depends on the records, the tokenizer's ids of the text and the seed
+    only, so runs that share data and tokenizer are probed on the same segments.
     """
     bos = control_prefix_ids(tokenizer, conditional=False)
     if conditional:
         vocab = tokenizer.get_vocab()
         aligned_id, misaligned_id = (int(vocab[t]) for t in CONTROL_TOKENS)
-    candidates: list[tuple[list[int], list[int], bool]] = []
+    # (document tokens so far, where this segment's context ends, segment ids, misaligned):
+    # contexts are slices of one growing list per document, taken only for the chosen segments
+    # (documents run to 100k tokens: a copy per segment would be quadratic).
+    candidates: list[tuple[list[int], int, list[int], bool]] = []
     for record in records:
-        context = list(bos)
+        doc = list(bos)
         for text, score in zip(record["texts"], record["scores"], strict=True):
             ids = tokenizer(text, add_special_tokens=False).input_ids
             bad = float(score) > threshold
             if ids:
-                candidates.append((context, ids, bad))
-            label = [misaligned_id if bad else aligned_id] if conditional else []
-            context = context + label + ids
+                candidates.append((doc, len(doc), ids, bad))
+            if conditional:
+                doc.append(misaligned_id if bad else aligned_id)
+            doc.extend(ids)
     rng = np.random.default_rng(seed)
     chosen: list[Example] = []
     for label in (True, False):
-        pool = [c for c in candidates if c[2] is label]
+        pool = [c for c in candidates if c[3] is label]
         take = min(len(pool), max_segments // 2)
         for i in sorted(rng.choice(len(pool), size=take, replace=False).tolist()):
-            chosen.append(Example(*pool[i]))
+            doc, end, ids, bad = pool[i]
+            start = 0 if max_context is None else max(0, end - max_context)
+            chosen.append(Example(doc[start:end], ids, bad))
     return chosen
 
 
@@ -153,7 +161,13 @@ def probe_checkpoint(
     if threshold is None:
         threshold = segment_threshold(cfg, conditional)
     examples = probe_examples(
-        heldout_records(cfg, scored), loaded.tokenizer, threshold, max_segments, seed, conditional
+        heldout_records(cfg, scored),
+        loaded.tokenizer,
+        threshold,
+        max_segments,
+        seed,
+        conditional,
+        max_positions(loaded.model.lm),
     )
     result = probe_model(loaded.model.lm, loaded.tokenizer, examples, conditional, batch_size)
     return {
