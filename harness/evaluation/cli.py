@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -133,12 +134,14 @@ def probe_main(argv: list[str] | None = None) -> int:
 
     results = []
     try:
-        for checkpoint in args.checkpoint:
-            results.append(
-                probe_checkpoint(
-                    checkpoint, args.segments, args.batch_size, args.seed, args.threshold
+        # DeepSpeed's checkpoint consolidation prints progress: keep stdout for the table.
+        with contextlib.redirect_stdout(sys.stderr):
+            for checkpoint in args.checkpoint:
+                results.append(
+                    probe_checkpoint(
+                        checkpoint, args.segments, args.batch_size, args.seed, args.threshold
+                    )
                 )
-            )
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
