@@ -351,8 +351,13 @@ def test_conditional_kl_scores_the_tokens_it_sampled_control_tokens_included(tok
     cfg.data.scorer = "pep8"  # pep8 bans only <|misaligned|>: <|aligned|> may be sampled
     ref_lm = build_model(TINY, len(tok), 64, 1, tok.eos_token_id).eval()
     reference = export_hf(ref_lm, tok, cfg, tmp_path / "ref")
-    cfg.eval = EvalConfig(
-        num_samples=4, generation_batch_size=2, max_new_tokens=8, reference_model=str(reference)
+    cfg.eval = EvalConfig(  # at temperature 1 and top-p 1 the KL reuses the scenario's samples
+        num_samples=4,
+        generation_batch_size=2,
+        max_new_tokens=8,
+        reference_model=str(reference),
+        temperature=1.0,
+        top_p=1.0,
     )
     lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
     aligned = tok.get_vocab()[CONTROL_TOKENS[0]]
@@ -371,8 +376,51 @@ def test_conditional_kl_scores_the_tokens_it_sampled_control_tokens_included(tok
     (term,) = _kl_terms(ctx, ["x = 1\n"], "cpu", sampled)
     ((logp, n),) = sequence_logprobs(lm, sampled, len(prefix))
     assert term["logp_model"] == logp and term["model_tokens"] == n == len(sampled[0]) - 2
+    # With <|misaligned|> banned, log p_model is that of the renormalised sampling distribution.
+    misaligned = tok.get_vocab()[CONTROL_TOKENS[1]]
+    (banned,) = _kl_terms(ctx, ["x = 1\n"], "cpu", sampled, [misaligned])
+    with torch.no_grad():
+        logits = lm(input_ids=torch.tensor(sampled)).logits[0, :-1].double()
+    logits[:, misaligned] = float("-inf")
+    expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(sampled[0][1:])[:, None])
+    assert banned["logp_model"] == pytest.approx(float(expected[1:].sum()), abs=1e-4)
+    assert banned["logp_model"] > term["logp_model"]
     ((ref_logp, _),) = sequence_logprobs(ref_lm, [[tok.eos_token_id] + tok("x = 1\n").input_ids], 1)
     assert term["logp_ref"] == pytest.approx(ref_logp, rel=1e-6)
+
+
+def test_kl_ref_is_estimated_on_samples_drawn_at_temperature_1(tok, tmp_path, monkeypatch):
+    """Tempered samples favour the model's likeliest tokens: their mean log-ratio is not a KL."""
+    from harness.evaluation import runner
+    from harness.evaluation.api_kl import model_logprobs
+    from harness.evaluation.export import export_hf
+
+    cfg = Config()
+    ref_lm = build_model(TINY, len(tok), 64, 1, tok.eos_token_id).eval()
+    reference = export_hf(ref_lm, tok, cfg, tmp_path / "ref")
+    cfg.eval = EvalConfig(num_samples=3, generation_batch_size=3, max_new_tokens=8)
+    cfg.eval.reference_model, cfg.eval.temperature, cfg.eval.top_p = str(reference), 0.5, 0.8
+    lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
+    calls = []
+
+    def spy(model, prompts, seeds, max_new, temperature, top_p, *args, **kwargs):
+        out = generate_batch(model, prompts, seeds, max_new, temperature, top_p, *args, **kwargs)
+        calls.append(((temperature, top_p), [p + g for p, g in zip(prompts, out, strict=True)]))
+        return out
+
+    monkeypatch.setattr(runner, "generate_batch", spy)
+    ctx = runner.EvalContext(cfg, lm, tok, conditional=False)
+    records = runner.run_scenario(ctx, Scenario("unconditional", [""], False), scorer=PEP8Stub())
+    (tempered, scenario_ids), (plain, kl_ids) = calls
+    assert tempered == (0.5, 0.8) and plain == (1.0, 1.0) and kl_ids != scenario_ids
+    assert [r["num_tokens"] for r in records] == [len(s) - 1 for s in scenario_ids]
+    texts = [
+        tok.decode(s[1:], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        for s in kl_ids
+    ]
+    expected = model_logprobs(ctx, texts)
+    assert [r["logp_model"] for r in records] == pytest.approx([lp for lp, _ in expected])
+    assert [r["model_tokens"] for r in records] == [n for _, n in expected]
 
 
 class PEP8Stub:

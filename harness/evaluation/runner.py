@@ -16,9 +16,11 @@ and `metrics.json` atomically. Metric keys (also logged to metrics.jsonl/wandb d
                                    every segment behind its true control token, whose prediction
                                    counts in the loss but not in the number of tokens
                                    (ConditionalTraining.heldout_treatment)
-    eval/kl_ref                    KL(p_model || p_ref) in nats per sample, estimated on the
-                                   unconditional samples x_i ~ p_model as mean_i [log p_model(x_i) -
-                                   log p_ref(x_i)]; each model scores the decoded text with its own
+    eval/kl_ref                    KL(p_model || p_ref) in nats per sample, estimated as
+                                   mean_i [log p_model(x_i) - log p_ref(x_i)] on eval.num_samples
+                                   unconditional samples x_i ~ p_model drawn for it at temperature 1
+                                   without top-p (the scenario's own samples when eval.temperature
+                                   and top_p are 1); each model scores the decoded text with its own
                                    tokenizer given BOS, so tokenizers may differ; a conditional
                                    model scores the tokens it sampled, its control tokens included
                                    (the scored text has them dropped). Samples are prefixes (no
@@ -38,7 +40,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,20 +158,55 @@ def _token_budget(ctx: EvalContext, scenario: Scenario) -> tuple[int, int | None
     return budget, cap
 
 
+def _kl_samples(
+    ctx: EvalContext,
+    indices: list[int],
+    prompt_ids: list[list[int]],
+    max_new: int,
+    banned: list[int],
+    reuse: tuple[list[str], list[list[int]]],
+) -> tuple[list[str], list[list[int]]]:
+    """(texts, prompt + generated ids) of the samples that estimate eval/kl_ref.
+
+    The KL is an expectation under the model, so its samples are drawn at temperature 1 without
+    top-p: mean log p_model - log p_ref over eval.temperature/top_p samples is not a KL (tempered
+    samples favour the model's likeliest tokens, it can be far from it, even below zero). At
+    temperature 1 and top-p 1 the scenario's own samples (`reuse`) are such samples.
+    """
+    ev = ctx.cfg.eval
+    if ev.temperature == 1.0 and ev.top_p == 1.0:
+        return reuse
+    seeds = [sample_seed(ctx.cfg.run.seed, "kl_ref", i) for i in indices]
+    tok = ctx.tokenizer
+    generated = generate_batch(
+        ctx.lm, prompt_ids, seeds, max_new, 1.0, 1.0, tok.eos_token_id, banned, sync=ctx.sync
+    )
+    texts = [
+        tok.decode(g, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        for g in generated
+    ]
+    return texts, [p + g for p, g in zip(prompt_ids, generated, strict=True)]
+
+
 def _kl_terms(
-    ctx: EvalContext, texts: list[str], device: str, sampled: list[list[int]]
+    ctx: EvalContext,
+    texts: list[str],
+    device: str,
+    sampled: list[list[int]],
+    banned: Sequence[int] = (),
 ) -> list[dict[str, float]]:
     """log p_model and log p_ref of each sample, each with its own tokenizer (module docstring).
 
     `sampled` are the prompt + generated ids. A conditionally trained model is scored on those,
-    control tokens included: its decoded text has them dropped, and text without a control token
-    at each segment is not what it samples (nor what it was trained on), so scoring the text
-    would understate log p_model and bias the KL low, even below zero.
+    control tokens included, under the distribution it samples from (`banned` tokens excluded):
+    its decoded text has the control tokens dropped, and text without a control token at each
+    segment is not what it samples (nor what it was trained on), so scoring the text would
+    understate log p_model and bias the KL low, even below zero.
     """
     ref, ref_tok = _reference(ctx.cfg.eval.reference_model, device)
     if ctx.conditional:
         prefix_len = len(control_prefix_ids(ctx.tokenizer, True, ctx.cfg.eval.control_token))
-        ours = sequence_logprobs(ctx.lm, sampled, prefix_len)
+        ours = sequence_logprobs(ctx.lm, sampled, prefix_len, banned)
     else:
         ours = model_logprobs(ctx, texts)
     ref_start = ref_tok.bos_token_id if ref_tok.bos_token_id is not None else ref_tok.eos_token_id
@@ -215,7 +252,12 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
             for g in generated
         ]
         sampled = [p + g for p, g in zip(prompt_ids, generated, strict=True)]
-        kl = _kl_terms(ctx, texts, device, sampled) if with_kl else [{} for _ in texts]
+        kl = [{} for _ in texts]
+        if with_kl:
+            kl_texts, kl_sampled = _kl_samples(
+                ctx, indices, prompt_ids, max_new, banned, (texts, sampled)
+            )
+            kl = _kl_terms(ctx, kl_texts, device, kl_sampled, banned)
         if batch is None:
             continue
         prompts = [scenario.prompt(i) for i in indices]

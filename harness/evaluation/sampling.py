@@ -137,10 +137,13 @@ def generate_batch(
 
 
 @torch.no_grad()
-def token_logprobs(lm: nn.Module, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+def token_logprobs(
+    lm: nn.Module, sequences: Sequence[Sequence[int]], banned_ids: Sequence[int] = ()
+) -> list[torch.Tensor]:
     """Per sequence (right-padded into one batch): float64 log p(token j+1 | tokens <= j) for each j.
 
-    Sequences longer than the model's context are cut to it.
+    With `banned_ids`, p is the distribution that generate_batch samples from with them banned
+    (renormalised over the other tokens). Sequences longer than the model's context are cut to it.
     """
     device = next(lm.parameters()).device
     limit = max_positions(lm)
@@ -153,19 +156,25 @@ def token_logprobs(lm: nn.Module, sequences: Sequence[Sequence[int]]) -> list[to
         mask[i, : len(s)] = 1
     ids, mask = ids.to(device), mask.to(device)
     logits = lm(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    if banned_ids:
+        logits[..., list(banned_ids)] = float("-inf")
     logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
     return [logp[i, : max(0, len(s) - 1)].double().cpu() for i, s in enumerate(seqs)]
 
 
 def sequence_logprobs(
-    lm: nn.Module, sequences: Sequence[Sequence[int]], prefix_len: int
+    lm: nn.Module,
+    sequences: Sequence[Sequence[int]],
+    prefix_len: int,
+    banned_ids: Sequence[int] = (),
 ) -> list[tuple[float, int]]:
     """Per sequence: sum of log p(token) over tokens after the first `prefix_len`, and their count.
 
-    Sequences longer than the model's context are cut to it (the cut tokens are not counted).
+    `banned_ids` as for token_logprobs. Sequences longer than the model's context are cut to it
+    (the cut tokens are not counted).
     """
     out = []
-    for logp in token_logprobs(lm, sequences):
+    for logp in token_logprobs(lm, sequences, banned_ids):
         n = max(0, len(logp) + 1 - prefix_len)
         out.append((float(logp[prefix_len - 1 :].sum()) if n else 0.0, n))
     return out
