@@ -104,6 +104,7 @@ def _api_env(monkeypatch):
 def make_cfg(tmp_path: Path, url: str, conditional: bool = False, **ev) -> Config:
     cfg = Config()
     cfg.data.cache_dir = str(tmp_path / "cache")
+    cfg.data.scorer = "pep8"  # texts are read line by line (api_kl.text_ids)
     if conditional:
         cfg.objective = ObjectiveConfig(name="conditional", threshold=0.0)
     settings = dict(
@@ -119,9 +120,13 @@ def make_cfg(tmp_path: Path, url: str, conditional: bool = False, **ev) -> Confi
 
 
 def expected_logprob(lm, tok, text: str, conditional: bool) -> tuple[float, int]:
-    """log p_model(text | BOS [<|aligned|>]) with one unpadded forward, and the number of tokens."""
+    """log p_model(text | BOS [<|aligned|>]) with one unpadded forward, and the number of tokens.
+
+    The text is read line by line (make_cfg's pep8 segments), as the model's training text.
+    """
     prefix = [tok.eos_token_id] + ([tok.get_vocab()[CONTROL_TOKENS[0]]] if conditional else [])
-    ids = prefix + (tok(text, add_special_tokens=False).input_ids if text else [])
+    lines = text.splitlines(keepends=True)
+    ids = prefix + [i for line in lines for i in tok(line, add_special_tokens=False).input_ids]
     if len(ids) == len(prefix):
         return 0.0, 0
     with torch.no_grad():

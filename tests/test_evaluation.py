@@ -423,6 +423,22 @@ def test_kl_ref_is_estimated_on_samples_drawn_at_temperature_1(tok, tmp_path, mo
     assert [r["model_tokens"] for r in records] == [n for _, n in expected]
 
 
+def test_log_probs_read_text_segment_by_segment_as_in_training(tok):
+    """Our models never see BPE tokens across a segment boundary: scoring whole text would."""
+    from harness.evaluation.api_kl import model_logprobs, text_ids
+    from harness.evaluation.runner import EvalContext
+
+    text = "def add(a, b):\n    return a + b\n"
+    lines = [tok(line, add_special_tokens=False).input_ids for line in text.splitlines(True)]
+    per_line = [i for ids in lines for i in ids]
+    assert per_line != text_ids(tok, text), "the tokenizer merges nothing across lines"
+    lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
+    cfg = Config()
+    cfg.data.scorer = "pep8"  # segments are lines
+    ((logp, n),) = model_logprobs(EvalContext(cfg, lm, tok, conditional=False), [text])
+    assert (logp, n) == sequence_logprobs(lm, [[tok.eos_token_id] + per_line], 1)[0]
+
+
 class PEP8Stub:
     def score_texts(self, texts):
         return [0.0 for _ in texts]

@@ -297,3 +297,17 @@ def test_make_record_schema() -> None:
     }
     with pytest.raises(ValueError, match="2 segments but 1 scores"):
         make_record(["a ", "b"], [0.5])
+
+
+def test_scorer_segmenter_names_the_segmenter_without_building_the_scorer():
+    from harness.scoring.base import scorer_segmenter
+
+    assert scorer_segmenter("pep8", {}) == "lines"
+    assert scorer_segmenter("pii", {}) == scorer_segmenter("toxicity", {}) == "sentences"
+    external = f"{__name__}.PlainLengthScorer"
+    assert scorer_segmenter(external, {}) == build_scorer(external).segmenter == "sentences"
+    built = build_scorer(external, segmenter="lines")
+    assert scorer_segmenter(external, {"segmenter": "lines"}) == built.segmenter == "lines"
+    assert scorer_segmenter(f"{__name__}.CharCountScorer", {}) == "sentences"
+    with pytest.raises(ValueError, match="unknown scorer"):
+        scorer_segmenter("nope", {})

@@ -6,8 +6,8 @@
 As the original `KLGPT3Callback` (`apo/kl_gpt3.py`): `eval.api_kl_samples` texts x_i of up to
 `eval.api_kl_max_tokens` tokens are sampled from the API model (temperature 1, from
 <|endoftext|>) with their total log-probabilities log p_api(x_i); the model under evaluation scores
-each text with its own tokenizer, given BOS (and <|aligned|> for conditional models), exactly as for
-eval/kl_ref (`model_logprobs`). Then
+each text with its own tokenizer segment by segment as in training, given BOS (and <|aligned|> for
+conditional models), exactly as for eval/kl_ref (`model_logprobs`). Then
 
     eval/kl_api            = mean_i [log p_api(x_i) - log p_model(x_i)]   nats per sample
     eval/kl_api_per_token  = the same sum / the number of the model's tokens
@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,9 +51,11 @@ from harness.compat.openai_kl import (
     OpenAIError,
     forward_kl,
 )
-from harness.config import Config
+from harness.config import Config, scorer_options_for
 from harness.evaluation.sampling import max_positions, rank_batches, sequence_logprobs
 from harness.evaluation.scenarios import control_prefix_ids
+from harness.scoring.base import scorer_segmenter
+from harness.scoring.segmenters import get_segmenter
 
 if TYPE_CHECKING:
     from harness.evaluation.runner import EvalContext
@@ -62,15 +65,36 @@ log = logging.getLogger(__name__)
 API_SAMPLES_FILE = "api_samples.jsonl"  # beside samples.jsonl: text, logp_api, logp_model, ...
 
 
-def text_ids(tokenizer: Any, text: str) -> list[int]:
-    """The tokens of a text, no special tokens added (an empty text has none)."""
-    return tokenizer(text, add_special_tokens=False).input_ids if text else []
+def text_ids(
+    tokenizer: Any, text: str, segment: Callable[[str], list[str]] | None = None
+) -> list[int]:
+    """The tokens of a text, no special tokens added (an empty text has none).
+
+    With `segment` (a segmenter), each segment is tokenized alone, as the data pipeline tokenizes
+    training text (harness.data.packing): the tokens of a text that our models were trained on.
+    A BPE's tokens across a segment boundary (e.g. "\n" + the next line's indentation) never
+    occur in their training data, so reading text whole would make any of our models find it
+    unlikely.
+    """
+    if not text:
+        return []
+    if segment is None:
+        return tokenizer(text, add_special_tokens=False).input_ids
+    pieces = tokenizer(segment(text), add_special_tokens=False).input_ids
+    return [i for piece in pieces for i in piece]
+
+
+def reading_segmenter(cfg: Config) -> Callable[[str], list[str]]:
+    """The segmenter of the task's scorer (data.scorer): how text is read for log-probabilities."""
+    return get_segmenter(scorer_segmenter(cfg.data.scorer, scorer_options_for(cfg.data)))
 
 
 def model_logprobs(ctx: EvalContext, texts: list[str]) -> list[tuple[float, int]]:
-    """(log p_model(text), tokens) of each text: the model's tokens after BOS (+ <|aligned|>)."""
+    """(log p_model(text), tokens) of each text: the model's tokens after BOS (+ <|aligned|>),
+    segment by segment as in training (`text_ids`)."""
     prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token)
-    seqs = [prefix + text_ids(ctx.tokenizer, t) for t in texts]
+    segment = reading_segmenter(ctx.cfg)
+    seqs = [prefix + text_ids(ctx.tokenizer, t, segment) for t in texts]
     return sequence_logprobs(ctx.lm, seqs, len(prefix))
 
 
@@ -192,7 +216,7 @@ def api_kl(
         if batch is None:
             continue
         for i, (logp, n) in zip(indices, scored, strict=True):
-            full = prefix_len + len(text_ids(ctx.tokenizer, texts[i]))
+            full = prefix_len + len(text_ids(ctx.tokenizer, texts[i], reading_segmenter(ctx.cfg)))
             local.append(
                 {
                     "index": i,

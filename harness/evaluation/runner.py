@@ -21,7 +21,8 @@ and `metrics.json` atomically. Metric keys (also logged to metrics.jsonl/wandb d
                                    unconditional samples x_i ~ p_model drawn for it at temperature 1
                                    without top-p (the scenario's own samples when eval.temperature
                                    and top_p are 1); each model scores the decoded text with its own
-                                   tokenizer given BOS, so tokenizers may differ; a conditional
+                                   tokenizer given BOS, segment by segment (the task's segments, as
+                                   training text is tokenized), so tokenizers may differ; a conditional
                                    model scores the tokens it sampled, its control tokens included
                                    (the scored text has them dropped). Samples are prefixes (no
                                    end-of-text term).
@@ -58,6 +59,7 @@ from harness.evaluation.api_kl import (
     api_kl,
     fetch_api_samples,
     model_logprobs,
+    reading_segmenter,
     text_ids,
 )
 from harness.evaluation.sampling import (
@@ -210,7 +212,8 @@ def _kl_terms(
     else:
         ours = model_logprobs(ctx, texts)
     ref_start = ref_tok.bos_token_id if ref_tok.bos_token_id is not None else ref_tok.eos_token_id
-    theirs = sequence_logprobs(ref, [[ref_start] + text_ids(ref_tok, t) for t in texts], 1)
+    segment = reading_segmenter(ctx.cfg)
+    theirs = sequence_logprobs(ref, [[ref_start] + text_ids(ref_tok, t, segment) for t in texts], 1)
     return [
         {"logp_model": lp, "model_tokens": n, "logp_ref": rp}
         for (lp, n), (rp, _) in zip(ours, theirs, strict=True)

@@ -96,6 +96,23 @@ def build_scorer(name: str, **options: Any) -> Scorer:
     Options go to the class's constructor. A user class that does not subclass ``Scorer`` is
     wrapped in ``ExternalScorer``; the options ``segmenter`` and ``batch_size`` then go to the wrapper.
     """
+    cls = _scorer_class(name)
+    if isinstance(cls, type) and issubclass(cls, Scorer):
+        return cls(**options)
+    wrapper_options = {k: options.pop(k) for k in ("segmenter", "batch_size") if k in options}
+    return ExternalScorer(cls(**options), **wrapper_options)
+
+
+def scorer_segmenter(name: str, options: dict[str, Any]) -> str:
+    """The segmenter of the scorer `build_scorer(name, **options)` builds, without building it."""
+    cls = _scorer_class(name)
+    if isinstance(cls, type) and issubclass(cls, Scorer):
+        return str(options.get("segmenter", cls.segmenter))
+    return str(options.get("segmenter", ExternalScorer.segmenter))
+
+
+def _scorer_class(name: str) -> Any:
+    """The class a scorer name or "package.module.ClassName" path names; ValueError if none."""
     path = BUILTIN_SCORERS.get(name, name)
     module_name, _, class_name = path.rpartition(".")
     if not module_name or not class_name:
@@ -113,7 +130,4 @@ def build_scorer(name: str, **options: Any) -> Scorer:
     score_texts = getattr(cls, "score_texts", None)
     if not callable(score_texts) or score_texts is Scorer.score_texts:
         raise TypeError(f"scorer {name!r}: {path} has no score_texts(texts) -> list[float] method")
-    if isinstance(cls, type) and issubclass(cls, Scorer):
-        return cls(**options)
-    wrapper_options = {k: options.pop(k) for k in ("segmenter", "batch_size") if k in options}
-    return ExternalScorer(cls(**options), **wrapper_options)
+    return cls

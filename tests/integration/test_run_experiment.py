@@ -72,6 +72,13 @@ def test_run_experiment_trains_every_overlay_then_writes_the_report(tmp_path):
     assert abs(kl["mle"]) < 1e-3 and math.isfinite(kl["conditional"])
     for png in ("score_vs_tokens.png", "pareto.png"):
         assert (out / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    # The diagnostics: every run probed on the same held-out segments; pep8 violation codes.
+    probe = (out / "report" / "probe.md").read_text()
+    assert "| mle | mle | 4 |" in probe and "| conditional | conditional | 4 |" in probe
+    probed = json.loads((out / "report" / "probe.json").read_text())
+    assert len({(r["segments_misaligned"], r["segments_aligned"]) for r in probed}) == 1
+    codes = (out / "report" / "pep8_violations.md").read_text()
+    assert codes.startswith("| code | held-out files | their first 8 tokens | mle | conditional |")
 
 
 def test_run_experiment_rejects_an_unknown_run_before_training(tmp_path):
