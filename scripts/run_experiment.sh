@@ -12,7 +12,8 @@
 # --config <exp>/<name>.yaml --run.output_dir runs/experiments/<exp>/<name>`, so a stopped
 # experiment resumes where it stopped (every run resumes from its latest checkpoint). Logs and wall
 # times go to runs/experiments/<exp>/ (relative to the current folder; EXPERIMENT_OUT sets another),
-# the report (report.md, score_vs_tokens.png, pareto.png) to runs/experiments/<exp>/report/.
+# the report (report.md, score_vs_tokens.png, pareto.png; probe.md from scripts/probe_heldout.py and,
+# for pep8, pep8_violations.md from scripts/pep8_violations.py) to runs/experiments/<exp>/report/.
 #
 # KL from the MLE model (the paper measured KL from GPT-3, which is not reachable here): once the
 # runs are trained, the $REFERENCE run is exported (scripts/export.py) and every run's final
@@ -87,4 +88,19 @@ for file in "${dir}"/*.yaml; do
   [[ "${name}" != base && -f "${out}/${name}/metrics.jsonl" ]] && runs+=("${out}/${name}")
 done
 python "${root}/scripts/report.py" "${runs[@]}" --out "${out}/report"
-echo "report: ${out}/report/report.md"
+
+# Teacher-forced probe of every run on the same held-out segments, and for pep8 the violation
+# codes of the samples beside the held-out data's (docs/results/pep8_small.md explains them).
+checkpoints=()
+for run in "${runs[@]}"; do
+  [[ -d "${run}/checkpoints" ]] && checkpoints+=(--checkpoint "${run}")
+done
+if [[ ${#checkpoints[@]} -gt 0 ]]; then
+  python "${root}/scripts/probe_heldout.py" "${checkpoints[@]}" --out "${out}/report/probe.json" \
+    > "${out}/report/probe.md"
+fi
+task="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["scorer"])' "${runs[0]}/config.yaml")"
+if [[ "${task}" == pep8 ]]; then
+  python "${root}/scripts/pep8_violations.py" "${runs[@]}" > "${out}/report/pep8_violations.md"
+fi
+echo "report: ${out}/report/report.md, probe.md$([[ "${task}" == pep8 ]] && echo ', pep8_violations.md')"
