@@ -205,6 +205,7 @@ def api_kl(
         return {}, []
     prefix_len = len(control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token))
     limit = max_positions(ctx.lm)
+    segment = reading_segmenter(ctx.cfg)
     local: list[dict[str, Any]] = []
     batches = rank_batches(
         len(texts), ctx.cfg.eval.generation_batch_size, dist.rank(), dist.world_size(), ctx.sync
@@ -216,7 +217,7 @@ def api_kl(
         if batch is None:
             continue
         for i, (logp, n) in zip(indices, scored, strict=True):
-            full = prefix_len + len(text_ids(ctx.tokenizer, texts[i], reading_segmenter(ctx.cfg)))
+            full = prefix_len + len(text_ids(ctx.tokenizer, texts[i], segment))
             local.append(
                 {
                     "index": i,

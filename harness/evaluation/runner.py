@@ -63,6 +63,7 @@ from harness.evaluation.api_kl import (
     text_ids,
 )
 from harness.evaluation.sampling import (
+    decode_samples,
     generate_batch,
     max_positions,
     rank_batches,
@@ -183,11 +184,9 @@ def _kl_samples(
     generated = generate_batch(
         ctx.lm, prompt_ids, seeds, max_new, 1.0, 1.0, tok.eos_token_id, banned, sync=ctx.sync
     )
-    texts = [
-        tok.decode(g, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        for g in generated
+    return decode_samples(tok, generated), [
+        p + g for p, g in zip(prompt_ids, generated, strict=True)
     ]
-    return texts, [p + g for p, g in zip(prompt_ids, generated, strict=True)]
 
 
 def _kl_terms(
@@ -250,10 +249,7 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
             banned,
             sync=ctx.sync,
         )
-        texts = [
-            tok.decode(g, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            for g in generated
-        ]
+        texts = decode_samples(tok, generated)
         sampled = [p + g for p, g in zip(prompt_ids, generated, strict=True)]
         kl = [{} for _ in texts]
         if with_kl:

@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -134,6 +135,14 @@ def generate_batch(
         mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
         positions = positions[:, -1:] + 1
     return out
+
+
+def decode_samples(tokenizer: Any, generated: Sequence[Sequence[int]]) -> list[str]:
+    """The text of each generated sequence: special (control) tokens dropped, spacing as sampled."""
+    return [
+        tokenizer.decode(g, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        for g in generated
+    ]
 
 
 @torch.no_grad()
