@@ -63,13 +63,14 @@ def score_main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from harness import distributed as dist
-    from harness.data.pipeline import run_scoring
+    from harness.data.pipeline import plan_corpus, run_scoring
     from harness.engine import configure_logging
 
-    dist.init_distributed()
     configure_logging()
     try:
-        folder, manifest, _ = run_scoring(cfg)
+        plan, _ = plan_corpus(cfg)  # metadata only: bad input fails before any process group
+        dist.init_distributed()
+        folder, manifest, _ = run_scoring(cfg, plan)
     except (ValueError, FileNotFoundError) as err:
         return report_input_error(err)
     if dist.is_main():
@@ -77,4 +78,38 @@ def score_main(argv: list[str] | None = None) -> int:
             f"scored {manifest['rows']} documents into {manifest['num_shards']} shards under {folder}"
         )
     dist.shutdown_distributed()
+    return 0
+
+
+def prepare_main(argv: list[str] | None = None) -> int:
+    """`scripts/prepare.py`: score and pack a corpus on a local pool, SLURM or Ray."""
+    import argparse
+
+    offline_defaults()
+    from harness.data.prepare import ClusterOptions
+
+    parser = argparse.ArgumentParser(prog="prepare.py", add_help=False)
+    parser.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="local: processes; slurm/ray: tasks at once"
+    )
+    parser.add_argument("--partition", default=None, help="slurm: partition")
+    parser.add_argument("--time", default="04:00:00", help="slurm: time limit of one task")
+    parser.add_argument("--cpus_per_task", type=int, default=1)
+    parser.add_argument("--mem_per_cpu_gb", type=float, default=4.0)
+    parser.add_argument("--env_command", default=None, help="slurm: run before each task")
+    opts, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = parse_config(rest, prog="prepare.py")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from harness.data.prepare import prepare
+    from harness.engine import configure_logging
+
+    configure_logging()
+    try:
+        print(prepare(cfg, ClusterOptions(**vars(opts))))
+    except (ValueError, FileNotFoundError) as err:
+        return report_input_error(err)
     return 0

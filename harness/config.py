@@ -43,17 +43,17 @@ class DataConfig:
     """Corpus, scoring and packing into fixed-length token blocks."""
 
     corpus: str | list[str] = "stdlib"
-    """`stdlib` (Python standard library), a folder of files, JSONL/Parquet files or a glob, `hf:<name>`, or a list of these (read in order)."""
+    """`stdlib` (Python standard library), a folder of files, JSONL/Parquet files or a glob, `hf:<name>[@revision]` (a Hub data set, a local data folder, or a `save_to_disk` folder), or a list of these (read in order)."""
     text_field: str = "text"
     """Field holding the document text in JSONL/Parquet/HF corpora."""
     file_glob: str = "**/*.py"
     """Files taken from a folder corpus."""
     max_documents: int | None = None
-    """Use only the first N documents of the corpus (after its deterministic ordering)."""
+    """Use only the first N records of the corpus (files of a folder, rows, lines; in its deterministic order, before `max_document_chars` and `dedup` skip any)."""
     max_document_chars: int | None = None
-    """Skip documents longer than this many characters (before `max_documents` counts)."""
+    """Skip documents longer than this many characters."""
     dedup: bool = False
-    """Skip a document whose text equals an earlier one's (exact match), so copies cannot sit on both sides of the held-out split."""
+    """When packing, skip a document whose text equals an earlier one's (exact match, by 63-bit digest), so copies cannot sit on both sides of the held-out split."""
     scorer: str = "pep8"
     """Misalignment scorer: `pep8`, `pii`, `toxicity`, or a class path `pkg.module.Class`."""
     scorer_options: dict[str, Any] = field(default_factory=dict)
@@ -61,9 +61,13 @@ class DataConfig:
     offline_scorers: bool = False
     """Where the paper's scorer needs downloaded weights, use its offline stand-in (toxicity: alt-profanity-check instead of Detoxify); the quickstart sets it."""
     scored_dir: str | None = None
-    """Where scored Parquet shards live; default `<cache_dir>/scored/<corpus fingerprint>`."""
+    """Where scored Parquet shards live; default `<cache_dir>/scored/<corpus key>-<scorer>-<options hash>`."""
     num_shards: int = 64
-    """Number of deterministic scoring shards the corpus is cut into."""
+    """The corpus is cut into about this many units (one scoring and packing task, one shard each), or more where a unit would exceed `unit_bytes`."""
+    unit_bytes: int = 64_000_000
+    """Most source bytes in one unit (a task: what a kill can cost one worker); a single file or Parquet row group larger than this is one unit."""
+    bpe_sample_bytes: int = 300_000_000
+    """Text a BPE tokenizer is trained on at most (when `tokenizer` is None): training documents sampled by id hash, the whole training split when it is smaller."""
     seq_len: int = 1024
     """Tokens per training block (paper: 1024)."""
     tokenizer: str | None = None
@@ -383,6 +387,11 @@ def _to_dataclass(factory, value):
     return type(default)(**data)
 
 
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Inverse of `config_to_dict` (no validation: the dict came from a validated config)."""
+    return Config(**{name: _to_dataclass(SECTIONS[name], raw.get(name, {})) for name in SECTIONS})
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """Plain nested dict of the resolved config (tuples as lists, for YAML/JSON)."""
 
@@ -468,6 +477,8 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
 
     need(d.seq_len >= 8, f"data.seq_len must be >= 8, got {d.seq_len}")
     need(d.num_shards >= 1, f"data.num_shards must be >= 1, got {d.num_shards}")
+    need(d.unit_bytes >= 1, f"data.unit_bytes must be >= 1, got {d.unit_bytes}")
+    need(d.bpe_sample_bytes >= 1, f"data.bpe_sample_bytes must be >= 1, got {d.bpe_sample_bytes}")
     need(
         0.0 <= d.heldout_fraction < 1.0,
         f"data.heldout_fraction must be in [0, 1), got {d.heldout_fraction}",

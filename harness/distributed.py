@@ -90,6 +90,11 @@ def _release_cpu_shm_buffer() -> None:
         pass
 
 
+def is_initialized() -> bool:
+    """True once the process group exists."""
+    return dist.is_initialized()
+
+
 def rank() -> int:
     """Global rank (0 when not initialised)."""
     return dist.get_rank() if dist.is_initialized() else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from harness.config import (
     total_steps,
 )
 from harness.data.loader import BlockLoader, LoaderState, eval_batches
-from harness.data.pipeline import DataBundle, prepare_data
+from harness.data.pipeline import DataBundle, plan_corpus, prepare_data
 from harness.data.tokenizer import tokenizer_fingerprint
 from harness.ds_config import build_ds_config
 from harness.evaluation import evaluate_during_training, export_after_training
@@ -55,10 +56,12 @@ class Run:
 
 def configure_logging() -> None:
     """INFO on rank 0, WARNING elsewhere, one format."""
-    level = logging.INFO if dist.is_main() else logging.WARNING
+    # The launcher's RANK is known before the process group exists (the data plan logs first).
+    rank = dist.rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+    level = logging.INFO if rank == 0 else logging.WARNING
     logging.basicConfig(
         level=level,
-        format=f"[%(asctime)s rank{dist.rank()}] %(message)s",
+        format=f"[%(asctime)s rank{rank}] %(message)s",
         datefmt="%H:%M:%S",
         force=True,
     )
@@ -107,8 +110,11 @@ def setup(cfg: Config) -> Run:
     """Initialise processes, data, model and DeepSpeed engine; resume when a checkpoint exists."""
     import deepspeed
 
-    dist.init_distributed()
     configure_logging()
+    # The corpus plan comes from metadata only: a bad path or an unreachable Hub data set fails
+    # here, in seconds, before DeepSpeed starts.
+    plan, _ = plan_corpus(cfg)
+    dist.init_distributed()
     install_signal_handlers()
     world = dist.world_size()
     ds_config = build_ds_config(cfg, world)  # validates batch arithmetic for this world size
@@ -122,12 +128,7 @@ def setup(cfg: Config) -> Run:
     if state is not None:
         _check_resume_compatible(cfg, state)
     objective = build_objective(cfg.objective, cfg.run.seed)
-    data = prepare_data(
-        cfg,
-        objective.treat,
-        objective.treatment_key(),
-        control_tokens=bool(objective.control_tokens),
-    )
+    data = prepare_data(cfg, objective, plan)
     tok_fp = tokenizer_fingerprint(data.tokenizer)
     if state is not None and state.get("tokenizer_fingerprint") not in (None, tok_fp):
         raise ValueError(
@@ -268,6 +269,8 @@ def _save(run: Run, step: int) -> None:
         "loader": run.loader.state.to_dict(),
         "config": config_to_yaml(run.cfg),
         "corpus_fingerprint": run.data.corpus_fingerprint,
+        "scored_dir": str(run.data.scored_dir),
+        "packed_dir": str(run.data.packed_dir),
         "tokenizer_fingerprint": tokenizer_fingerprint(run.data.tokenizer),
     }
     root = Path(run.cfg.run.output_dir) / "checkpoints"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harness.config import DataConfig
-from harness.data.corpus import fingerprint, is_heldout, load_documents
+from harness.data.corpus import is_heldout, iter_documents
+from harness.data.plan import make_plan
 from harness.data.loader import BlockLoader, LoaderState
 from harness.data.packing import PackedBlocks, pack_blocks
 from harness.data.tokenizer import EOS, load_tokenizer, train_bpe
@@ -26,17 +27,27 @@ def tok(tmp_path_factory):
     return load_tokenizer(path)
 
 
+def load_documents(data):
+    return list(iter_documents(data))
+
+
+def fingerprint(data):
+    return make_plan(data).fingerprint
+
+
 def test_folder_corpus_is_sorted_and_skips_empty(tmp_path):
     (tmp_path / "b.py").write_text("x = 1\n")
     (tmp_path / "a.py").write_text("y = 2\n")
     (tmp_path / "empty.py").write_text("\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.py").write_text("z = 3\n")
-    docs = load_documents(DataConfig(corpus=str(tmp_path)))
+    data = DataConfig(corpus=str(tmp_path))
+    docs = load_documents(data)
     assert [d.id for d in docs] == ["a.py", "b.py", "sub/c.py"]
-    assert fingerprint(docs) == fingerprint(load_documents(DataConfig(corpus=str(tmp_path))))
-    (tmp_path / "a.py").write_text("y = 3\n")
-    assert fingerprint(docs) != fingerprint(load_documents(DataConfig(corpus=str(tmp_path))))
+    before = fingerprint(data)
+    assert before == fingerprint(data)
+    (tmp_path / "a.py").write_text("y = 33\n")  # the plan sees the size (and mtime) change
+    assert fingerprint(data) != before
 
 
 def test_jsonl_and_parquet_corpora(tmp_path):
@@ -67,6 +78,9 @@ def test_bad_corpus_inputs_name_the_culprit(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no documents"):
         load_documents(DataConfig(corpus=str(tmp_path / "empty")))
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    with pytest.raises(ValueError, match="blank.jsonl bytes 0-2\\) yielded no documents"):
+        load_documents(DataConfig(corpus=str(tmp_path / "blank.jsonl")))
 
 
 def test_stdlib_corpus_is_deterministic():
@@ -92,11 +106,11 @@ def test_folder_corpus_skips_long_documents_and_exact_copies(tmp_path):
         "c/copyright",
         "d/copyright",
     ]
-    kept = load_documents(DataConfig(**base, dedup=True, max_document_chars=20))
-    assert [d.id for d in kept] == ["a/copyright", "d/copyright"]
-    # max_documents counts only the documents kept
-    kept = load_documents(DataConfig(**base, dedup=True, max_documents=2))
-    assert [d.id for d in kept] == ["a/copyright", "c/copyright"]
+    kept = load_documents(DataConfig(**base, max_document_chars=20))
+    assert [d.id for d in kept] == ["a/copyright", "b/copyright", "d/copyright"]
+    # max_documents counts records in corpus order, before any is skipped
+    kept = load_documents(DataConfig(**base, max_documents=3, max_document_chars=20))
+    assert [d.id for d in kept] == ["a/copyright", "b/copyright"]
 
 
 def test_heldout_split_is_deterministic_and_about_the_fraction():
@@ -209,6 +223,6 @@ def test_each_epoch_visits_every_block_once(tmp_path):
 
 def test_hub_corpus_offline_fails_at_once_naming_the_way_out():
     with pytest.raises(ValueError, match="quickstart.yaml") as err:
-        load_documents(DataConfig(corpus="hf:kejian/codeparrot-train-more-filter-3.3b-cleaned"))
+        make_plan(DataConfig(corpus="hf:kejian/codeparrot-train-more-filter-3.3b-cleaned"))
     assert "data.corpus=hf:kejian/codeparrot-train-more-filter-3.3b-cleaned" in str(err.value)
     assert "local JSONL/Parquet" in str(err.value)

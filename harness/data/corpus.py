@@ -1,23 +1,28 @@
-"""Corpus sources, all named by one key `data.corpus`, read in a deterministic order.
+"""Corpus sources, all named by one key `data.corpus`, read as streams, unit by unit.
 
 - `stdlib`: the .py files of this Python's standard library (an offline code corpus).
 - a folder: files matching `data.file_glob` (default `**/*.py`) under it.
 - JSONL / Parquet files or a glob of them: the `data.text_field` of each record.
-- `hf:<name>`: a Hugging Face dataset through `datasets` (only when the Hub is reachable).
+- `hf:<name>[@revision]`: a Hugging Face data set (Hub name, local folder, or `save_to_disk` folder).
+
+`harness.data.plan` cuts the corpus into units from metadata; `read_unit` streams one unit's
+documents (JSONL line by line, Parquet row group by row group, Arrow record batch by batch), so
+memory never depends on the corpus size. Document ids are stable: a file's relative path, or
+`<file>/<row>` for Parquet and Arrow rows, `<file>@<byte offset>` for JSONL lines, unless the
+record has its own `id`.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import os
-import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.config import DataConfig
+from harness.data.plan import CorpusPlan, Unit, make_plan, stdlib_root  # noqa: F401 (re-export)
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,12 @@ class Document:
     scores: tuple[float, ...] | None = None
 
 
-def _row_document(row: dict, default_id: str, text_field: str, where: str) -> Document:
-    """A record of a JSONL/Parquet/HF corpus: plain text, or the paper schema read as is."""
+def row_document(row: dict, default_id: str, text_field: str, where: Any) -> Document:
+    """A record of a JSONL/Parquet/HF corpus: plain text, or the paper schema read as is.
+
+    `where` names the record in errors: a string, or a callable that makes one (a JSONL line
+    number is counted only when there is an error to report).
+    """
     doc_id = str(row.get("id", default_id))
     if "texts" in row and "scores" in row:
         texts, scores = row["texts"], row["scores"]
@@ -39,155 +48,151 @@ def _row_document(row: dict, default_id: str, text_field: str, where: str) -> Do
             n_t = len(texts) if isinstance(texts, list) else type(texts).__name__
             n_s = len(scores) if isinstance(scores, list) else type(scores).__name__
             raise ValueError(
-                f"data.corpus: {where}: `texts` ({n_t}) and `scores` ({n_s}) must be lists of equal length"
+                f"data.corpus: {_where(where)}: `texts` ({n_t}) and `scores` ({n_s}) must be lists of equal length"
             )
         return Document(doc_id, "".join(texts), tuple(texts), tuple(float(x) for x in scores))
     text = row.get(text_field)
     if text is None and "texts" in row:
         text = "".join(row["texts"])
     if not isinstance(text, str):
-        raise ValueError(f"data.corpus: {where} has no string field {text_field!r}")
+        raise ValueError(
+            f"data.corpus: {_where(where)} has no string field {text_field!r} (set data.text_field) "
+            "and no `texts`/`scores` lists of the paper's scored schema"
+        )
     return Document(doc_id, text)
 
 
-def stdlib_root() -> Path:
-    """Folder of this interpreter's standard library."""
-    return Path(sysconfig.get_paths()["stdlib"])
+def _where(where: Any) -> str:
+    return where() if callable(where) else str(where)
 
 
-def _folder_documents(root: Path, pattern: str, prefix: str) -> Iterator[Document]:
-    skip = {"site-packages", "dist-packages", "__pycache__"}
-    for path in sorted(root.glob(pattern)):
-        rel = path.relative_to(root)
-        if not path.is_file() or skip.intersection(rel.parts):
-            continue
+def _line_number(path: Path, offset: int) -> int:
+    """1-based line number of the byte at `offset` (counted only to report an error)."""
+    lines, done = 1, 0
+    with path.open("rb") as fh:
+        while done < offset:
+            chunk = fh.read(min(1 << 24, offset - done))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            done += len(chunk)
+    return lines
+
+
+def _jsonl_rows(unit: Unit) -> Iterator[tuple[str, dict, Any]]:
+    """(default id, record, where) of the lines whose first byte lies in [start, end)."""
+    path = Path(unit.path)
+    with path.open("rb") as fh:
+        pos = unit.start
+        if pos > 0:  # the line running across `start` belongs to the previous range
+            fh.seek(pos - 1)
+            pos += len(fh.readline()) - 1
+        while pos < unit.end:
+            line = fh.readline()
+            if not line:
+                break
+            here, pos = pos, pos + len(line)
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ValueError(
+                    f"data.corpus: {path}:{_line_number(path, here)}: invalid JSON: {err}"
+                ) from None
+            if not isinstance(row, dict):
+                raise ValueError(
+                    f"data.corpus: {path}:{_line_number(path, here)}: a JSON object expected"
+                )
+            yield f"{unit.id_prefix}@{here}", row, lambda h=here: f"{path}:{_line_number(path, h)}"
+
+
+def _parquet_rows(unit: Unit) -> Iterator[tuple[str, dict, Any]]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(unit.path)
+    row = unit.first_row
+    for group in range(unit.start, unit.end):
         try:
-            text = path.read_text(encoding="utf-8")
+            rows = pf.read_row_group(group).to_pylist()
+        except Exception as err:
+            raise ValueError(
+                f"data.corpus: {unit.path} row group {group} (rows from {row}) is unreadable: {err}"
+            ) from None
+        for rec in rows:
+            yield f"{unit.id_prefix}/{row}", rec, f"{unit.path} row {row}"
+            row += 1
+
+
+def _files_documents(unit: Unit) -> Iterator[Document]:
+    root = Path(unit.path)
+    for rel in unit.files:
+        try:
+            text = (root / rel).read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue  # a few stdlib test files are deliberately not UTF-8
         if text.strip():
-            yield Document(f"{prefix}{rel.as_posix()}", text)
+            yield Document(f"{unit.id_prefix}{rel}", text)
 
 
-def _record_files(spec: str) -> list[Path]:
-    paths = (
-        sorted(Path(p) for p in glob.glob(spec, recursive=True))
-        if any(c in spec for c in "*?[")
-        else [Path(spec)]
-    )
-    if not paths:
-        raise FileNotFoundError(f"data.corpus: no files match {spec!r}")
-    return paths
+def _unit_rows(unit: Unit) -> Iterator[tuple[str, dict, Any]]:
+    if unit.kind == "jsonl":
+        return _jsonl_rows(unit)
+    if unit.kind == "parquet":
+        return _parquet_rows(unit)
+    from harness.data.hub import arrow_rows, remote_rows
+
+    return arrow_rows(unit) if unit.kind == "arrow" else remote_rows(unit)
 
 
-def _records_documents(spec: str, text_field: str) -> Iterator[Document]:
-    for path in _record_files(spec):
-        if not path.is_file():
-            raise FileNotFoundError(f"data.corpus: file not found: {path}")
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                rows = pq.read_table(path).to_pylist()
-            except Exception as err:
-                raise ValueError(f"data.corpus: cannot read Parquet file {path}: {err}") from None
-        else:
-            with path.open(encoding="utf-8") as fh:
-                rows = []
-                for line_no, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as err:
-                            raise ValueError(
-                                f"data.corpus: {path}:{line_no}: invalid JSON: {err}"
-                            ) from None
-        for i, row in enumerate(rows):
-            yield _row_document(row, f"{path.name}/{i}", text_field, f"{path} record {i}")
-
-
-def _hf_documents(name: str, text_field: str) -> Iterator[Document]:
-    try:
-        import datasets
-    except ImportError:
-        raise ValueError(
-            f"data.corpus=hf:{name} needs the `datasets` package (pip install datasets)"
-        ) from None
-    try:
-        ds = datasets.load_dataset(name, split="train")
-    except Exception as err:
-        raise ValueError(
-            f"data.corpus=hf:{name}: cannot load from the Hugging Face Hub ({type(err).__name__}: {err}). "
-            "Offline? Point data.corpus at local JSONL/Parquet files, or add --config configs/quickstart.yaml "
-            "to use the built-in stdlib corpus."
-        ) from None
-    for i, row in enumerate(ds):
-        yield _row_document(row, f"{name}/{i}", text_field, f"hf:{name} record {i}")
-
-
-def _source_documents(spec: str, data: DataConfig) -> Iterator[Document]:
-    if spec == "stdlib":
-        docs = _folder_documents(stdlib_root(), "**/*.py", "stdlib/")
-    elif spec.startswith("hf:"):
-        docs = _hf_documents(spec[3:], data.text_field)
-    elif os.path.isdir(spec):
-        docs = _folder_documents(Path(spec), data.file_glob, "")
-    elif any(spec.endswith(ext) for ext in (".jsonl", ".json", ".parquet")) or any(
-        c in spec for c in "*?["
-    ):
-        docs = _records_documents(spec, data.text_field)
+def read_unit(unit: Unit, data: DataConfig) -> Iterator[Document]:
+    """The documents of one unit, streamed; documents over `data.max_document_chars` are skipped."""
+    if unit.kind == "files":
+        docs = _files_documents(unit)
     else:
-        raise FileNotFoundError(
-            f"data.corpus: {spec!r} is neither `stdlib`, `hf:<name>`, a folder, nor JSONL/Parquet files"
+        docs = (
+            row_document(rec, default_id, data.text_field, where)
+            for default_id, rec, where in _unit_rows(unit)
         )
-    return docs
-
-
-def iter_documents(data: DataConfig) -> Iterator[Document]:
-    """Documents of `data.corpus` (one source or a list), in a deterministic order.
-
-    Documents longer than `data.max_document_chars` and (with `data.dedup`) exact copies of an
-    earlier document are skipped; then the first `data.max_documents` are kept.
-    """
-    specs = [data.corpus] if isinstance(data.corpus, str) else list(data.corpus)
-    docs = (doc for spec in specs for doc in _source_documents(spec, data))
-    seen: set[bytes] = set()
-    kept = 0
+    n = 0
     for doc in docs:
-        if data.max_documents is not None and kept >= data.max_documents:
-            return
+        if unit.limit is not None and n >= unit.limit:
+            break
+        n += 1
         if data.max_document_chars is not None and len(doc.text) > data.max_document_chars:
             continue
-        if data.dedup:
-            digest = hashlib.sha256(doc.text.encode()).digest()
-            if digest in seen:
-                continue
-            seen.add(digest)
-        kept += 1
         yield doc
+    # Files of a folder may be empty, and a later byte range of a JSONL file may hold no line
+    # start (one line longer than the range); a record file or row group with no record may not.
+    if n == 0 and unit.kind != "files" and unit.start == 0:
+        raise ValueError(f"data.corpus: unit {unit.index} ({unit.describe()}) yielded no documents")
 
 
-def load_documents(data: DataConfig) -> list[Document]:
-    """All documents of the corpus; an empty corpus is an error."""
-    docs = list(iter_documents(data))
-    if not docs:
-        raise ValueError(f"data.corpus: {data.corpus!r} yielded no documents")
-    return docs
+def iter_documents(data: DataConfig, plan: CorpusPlan | None = None) -> Iterator[Document]:
+    """Every document of the corpus in plan order (a stream; for tools and tests)."""
+    plan = plan or make_plan(data)
+    for unit in plan.units:
+        yield from read_unit(unit, data)
 
 
-def fingerprint(docs: list[Document]) -> str:
-    """A short hash of ids and texts: changes when the corpus does."""
-    h = hashlib.sha256()
-    for doc in docs:
-        h.update(doc.id.encode())
-        h.update(b"\0")
-        h.update(hashlib.sha256(doc.text.encode()).digest())
-    return h.hexdigest()[:16]
+def text_digest(text: str) -> int:
+    """A 63-bit digest of a document's text, for exact deduplication by digest only."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
 def is_heldout(doc_id: str, fraction: float) -> bool:
     """Deterministic held-out split by a hash of the document id."""
     if fraction <= 0:
         return False
-    bucket = int.from_bytes(hashlib.sha256(doc_id.encode()).digest()[:8], "big") / 2**64
-    return bucket < fraction
+    return id_bucket(doc_id) < fraction
+
+
+def id_bucket(doc_id: str, salt: str = "") -> float:
+    """A uniform number in [0, 1) fixed by the document id (and a salt for independent draws)."""
+    digest = hashlib.sha256((salt + doc_id).encode()).digest()[:8]
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def record_text(record: dict[str, Any]) -> str:
+    """The document text of a scored record."""
+    return "".join(record["texts"])

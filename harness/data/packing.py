@@ -27,11 +27,11 @@ def plain_segments(record: dict[str, Any]) -> Segments:
     return list(zip(record["texts"], record["scores"], strict=True))
 
 
-def _token_dtype(vocab_size: int) -> np.dtype:
+def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
 
 
-def _encode_documents(
+def encode_documents(
     records: Iterable[dict[str, Any]], tok, treat: Treatment, batch_docs: int
 ) -> Iterator[tuple[list[int], list[float]]]:
     """Yield (token ids, token scores) per kept document, tokenizing segments in batches."""
@@ -75,13 +75,48 @@ def _fresh_tmp(out_dir: Path) -> Path:
     return tmp
 
 
-def _publish(tmp: Path, meta: dict[str, Any], out_dir: Path) -> Path:
-    """Write meta.json last, then replace `out_dir` with the finished folder."""
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir
+class BlockWriter:
+    """Appends documents' (ids, scores) to a token stream cut into `seq_len` blocks, streamed to disk."""
+
+    def __init__(self, folder: Path, seq_len: int, dtype: np.dtype):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.seq_len = seq_len
+        self.dtype = dtype
+        self._tok = open(folder / "tokens.bin", "wb")
+        self._score = open(folder / "scores.bin", "wb")
+        self._ids: list[int] = []
+        self._scores: list[float] = []
+        self.n_blocks = self.n_docs = self.n_tokens = 0
+
+    def add(self, ids: list[int], scores: list[float]) -> None:
+        """Append one document; full blocks go to disk at once."""
+        self.n_docs += 1
+        self.n_tokens += len(ids)
+        self._ids.extend(ids)
+        self._scores.extend(scores)
+        full = len(self._ids) // self.seq_len
+        if full:
+            cut = full * self.seq_len
+            np.asarray(self._ids[:cut], dtype=self.dtype).tofile(self._tok)
+            np.asarray(self._scores[:cut], dtype=np.float32).tofile(self._score)
+            del self._ids[:cut], self._scores[:cut]
+            self.n_blocks += full
+
+    def close(self) -> dict[str, Any]:
+        """Drop the tail shorter than a block, close the files, write and return meta.json."""
+        self._tok.close()
+        self._score.close()
+        meta = {
+            "num_blocks": self.n_blocks,
+            "seq_len": self.seq_len,
+            "token_dtype": self.dtype.name,
+            "num_documents": self.n_docs,
+            "num_tokens": self.n_tokens,
+            "dropped_tail_tokens": len(self._ids),
+        }
+        (self.folder / "meta.json").write_text(json.dumps(meta, indent=2))
+        return meta
 
 
 def pack_blocks(
@@ -91,101 +126,109 @@ def pack_blocks(
     out_dir: Path,
     treat: Treatment = plain_segments,
     batch_docs: int = 256,
-    progress: bool = False,
 ) -> Path:
     """Tokenize, treat, join and cut `records` into `out_dir` (tokens.bin, scores.bin, meta.json)."""
     out_dir = Path(out_dir)
     tmp = _fresh_tmp(out_dir)
-    dtype = _token_dtype(len(tok))
-    buf_ids: list[int] = []
-    buf_scores: list[float] = []
-    n_blocks = n_docs = n_tokens = 0
-    docs = _encode_documents(records, tok, treat, batch_docs)
-    if progress:
-        from tqdm import tqdm
+    writer = BlockWriter(tmp, seq_len, token_dtype(len(tok)))
+    for ids, scores in encode_documents(records, tok, treat, batch_docs):
+        writer.add(ids, scores)
+    writer.close()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
 
-        docs = tqdm(docs, desc=f"packing {out_dir.name}", unit="doc")
-    with open(tmp / "tokens.bin", "wb") as f_tok, open(tmp / "scores.bin", "wb") as f_score:
-        for ids, scores in docs:
-            n_docs += 1
-            n_tokens += len(ids)
-            buf_ids.extend(ids)
-            buf_scores.extend(scores)
-            full = len(buf_ids) // seq_len
-            if full:
-                cut = full * seq_len
-                np.asarray(buf_ids[:cut], dtype=dtype).tofile(f_tok)
-                np.asarray(buf_scores[:cut], dtype=np.float32).tofile(f_score)
-                del buf_ids[:cut], buf_scores[:cut]
-                n_blocks += full
-    meta = {
-        "num_blocks": n_blocks,
-        "seq_len": seq_len,
-        "token_dtype": dtype.name,
-        "num_documents": n_docs,
-        "num_tokens": n_tokens,
-        "dropped_tail_tokens": len(buf_ids),
-    }
-    return _publish(tmp, meta, out_dir)
+
+class _Part:
+    """One memory-mapped (tokens, scores) pair of a packed folder."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any]):
+        n, t = meta["num_blocks"], meta["seq_len"]
+        if n == 0:
+            self.tokens = np.zeros((0, t), dtype=meta["token_dtype"])
+            self.scores = np.zeros((0, t), dtype=np.float32)
+        else:
+            self.tokens = np.memmap(
+                folder / "tokens.bin", dtype=meta["token_dtype"], mode="r", shape=(n, t)
+            )
+            self.scores = np.memmap(folder / "scores.bin", dtype=np.float32, mode="r", shape=(n, t))
 
 
 class PackedBlocks:
-    """Read-only memory-mapped view of a packed folder: `blocks[i] -> (tokens, scores)`."""
+    """Read-only view of packed blocks: `blocks[i] -> (tokens, scores)`, `blocks[[i, j]]` batched.
 
-    def __init__(self, folder: str | Path):
+    A folder written by `pack_blocks` is one part; a split of a packed corpus (`split=`) is the
+    parts of all its tasks in order, read in place through cumulative block offsets (no copy).
+    """
+
+    def __init__(self, folder: str | Path, split: str | None = None):
         self.folder = Path(folder)
         meta_file = self.folder / "meta.json"
         if not meta_file.is_file():
             raise FileNotFoundError(
                 f"packed blocks: {meta_file} missing (incomplete or not packed)"
             )
-        self.meta = json.loads(meta_file.read_text())
-        n, t = self.meta["num_blocks"], self.meta["seq_len"]
-        shape = (n, t)
-        if n == 0:
-            self.tokens = np.zeros(shape, dtype=self.meta["token_dtype"])
-            self.scores = np.zeros(shape, dtype=np.float32)
+        meta = json.loads(meta_file.read_text())
+        if split is None:
+            self.meta = meta
+            self._parts = [_Part(self.folder, meta)]
         else:
-            self.tokens = np.memmap(
-                self.folder / "tokens.bin", dtype=self.meta["token_dtype"], mode="r", shape=shape
-            )
-            self.scores = np.memmap(
-                self.folder / "scores.bin", dtype=np.float32, mode="r", shape=shape
+            if split not in meta["splits"]:
+                raise KeyError(f"packed blocks: {self.folder} has no split {split!r}")
+            self.meta = {**meta["splits"][split], "seq_len": meta["seq_len"]}
+            self.meta["token_dtype"] = meta["token_dtype"]
+            self._parts = [
+                _Part(
+                    self.folder / p["path"],
+                    {**p, "seq_len": meta["seq_len"], "token_dtype": meta["token_dtype"]},
+                )
+                for p in self.meta["parts"]
+            ]
+        counts = [len(p.tokens) for p in self._parts]
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if self._offsets[-1] != self.meta["num_blocks"]:
+            raise ValueError(
+                f"packed blocks: {self.folder} parts hold {self._offsets[-1]} blocks, meta says {self.meta['num_blocks']}"
             )
 
     def __len__(self) -> int:
-        return self.meta["num_blocks"]
+        return int(self.meta["num_blocks"])
 
     @property
     def seq_len(self) -> int:
         """Tokens per block."""
         return self.meta["seq_len"]
 
+    @property
+    def tokens(self) -> np.ndarray:
+        """The token array of a one-part folder."""
+        if len(self._parts) != 1:
+            raise AttributeError("a multi-part split has no single token array; index it instead")
+        return self._parts[0].tokens
+
+    def _locate(self, idx: int) -> tuple[_Part, int]:
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f"block {idx} out of range ({len(self)} blocks)")
+        idx %= len(self)
+        k = int(np.searchsorted(self._offsets, idx, side="right")) - 1
+        return self._parts[k], idx - int(self._offsets[k])
+
     def __getitem__(self, idx) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.tokens[idx], dtype=np.int64), np.asarray(
-            self.scores[idx], dtype=np.float32
+        if isinstance(idx, (int, np.integer)):
+            part, i = self._locate(int(idx))
+            return np.asarray(part.tokens[i], dtype=np.int64), np.asarray(
+                part.scores[i], dtype=np.float32
+            )
+        rows = [self._locate(int(i)) for i in idx]
+        tokens = (
+            np.stack([np.asarray(p.tokens[i], dtype=np.int64) for p, i in rows])
+            if rows
+            else np.zeros((0, self.seq_len), np.int64)
         )
-
-
-def concat_packed(parts: list[Path], out_dir: Path) -> Path:
-    """Concatenate packed folders (in order) into one, atomically; the parts are left in place."""
-    out_dir = Path(out_dir)
-    tmp = _fresh_tmp(out_dir)
-    metas = [json.loads((Path(p) / "meta.json").read_text()) for p in parts]
-    if len({(m["seq_len"], m["token_dtype"]) for m in metas}) > 1:
-        raise ValueError(f"cannot concatenate packed parts with different seq_len/dtype: {parts}")
-    for name in ("tokens.bin", "scores.bin"):
-        with open(tmp / name, "wb") as out:
-            for part in parts:
-                with open(Path(part) / name, "rb") as src:
-                    shutil.copyfileobj(src, out, length=16 << 20)
-    meta = {
-        "num_blocks": sum(m["num_blocks"] for m in metas),
-        "seq_len": metas[0]["seq_len"],
-        "token_dtype": metas[0]["token_dtype"],
-        "num_documents": sum(m["num_documents"] for m in metas),
-        "num_tokens": sum(m["num_tokens"] for m in metas),
-        "dropped_tail_tokens": sum(m["dropped_tail_tokens"] for m in metas),
-        "parts": len(parts),
-    }
-    return _publish(tmp, meta, out_dir)
+        scores = (
+            np.stack([np.asarray(p.scores[i], dtype=np.float32) for p, i in rows])
+            if rows
+            else np.zeros((0, self.seq_len), np.float32)
+        )
+        return tokens, scores

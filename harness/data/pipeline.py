@@ -1,13 +1,16 @@
-"""corpus -> scored shards -> tokenizer -> packed train/held-out blocks, cached, built across ranks.
+"""corpus plan -> scored shards -> tokenizer -> packed blocks, cached, built across ranks.
 
-Every stage is keyed by what determines it, so reruns reuse what exists:
-- scored shards: `data.scored_dir` (default `<cache_dir>/scored/<corpus fingerprint>-<scorer>`),
-  scored in parallel across ranks (`harness.scoring.shards`);
-- tokenizer: a byte-level BPE trained on the training split, keyed by corpus and vocab size;
-- packed blocks: `<cache_dir>/packed/<split>-<key>` with key = (scored data, tokenizer, treatment,
-  seq_len, seed, held-out fraction). Each scored shard is packed on its own (rank r packs shards
-  r, r+W, ...) and rank 0 concatenates the parts in shard order, so the result does not depend on
-  the world size.
+Every stage is keyed by what determines it, so a relaunch on a prepared corpus reads the plan,
+the manifests and `meta.json` files only (a stat per source file, no text):
+- plan: `harness.data.plan`, from metadata, pinned in the scored folder and checked at launch;
+- scored shards: `data.scored_dir` (default `<cache_dir>/scored/<corpus key>-<scorer>-<options>`),
+  a datatrove stage with one task per unit (`harness.scoring.shards`);
+- tokenizer: a byte-level BPE trained on a bounded sample of the training split (rank 0; the
+  other ranks wait on the file, not in a collective);
+- packed blocks: `<cache_dir>/packed/<key>`, a datatrove stage with one task per shard writing
+  every split in one pass (`harness.data.pack_stage`).
+Inside a launch each rank runs its slice of each stage's tasks (`harness.data.tasks`); the same
+stages run on a cluster through `scripts/prepare.py` (`harness.data.prepare`).
 """
 
 from __future__ import annotations
@@ -15,18 +18,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import distributed as dist
 from harness.config import Config, scorer_options_for
-from harness.data.corpus import fingerprint, is_heldout, load_documents
-from harness.data.packing import PackedBlocks, Treatment, concat_packed, pack_blocks, plain_segments
-from harness.data.tokenizer import bpe_cache_file, load_tokenizer, tokenizer_fingerprint, train_bpe
-from harness.scoring.shards import read_shard, score_shards, scorer_key, shard_paths
+from harness.data.corpus import is_heldout
+from harness.data.pack_stage import ensure_dedup_mask, pack_corpus, pack_key, pack_spec
+from harness.data.packing import PackedBlocks
+from harness.data.plan import CorpusPlan, corpus_key, load_or_make_plan
+from harness.data.tasks import publish_once, run_in_launch
+from harness.data.tokenizer import (
+    bpe_cache_file,
+    bpe_sample,
+    load_tokenizer,
+    tokenizer_fingerprint,
+    train_bpe,
+)
+from harness.scoring.shards import iter_shard, score_corpus, scorer_key, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -37,129 +47,154 @@ class DataBundle:
 
     tokenizer: Any
     train: PackedBlocks
-    heldout: PackedBlocks
+    heldout: PackedBlocks  # the objective's treatment (eval_loss)
+    lm_eval: PackedBlocks  # the objective's held-out format (eval/lm_loss)
     corpus_fingerprint: str
     scored_dir: Path
+    packed_dir: Path
 
 
-def scored_dir_for(cfg: Config, corpus_fp: str) -> Path:
-    """Where the scored shards of this corpus and scorer live."""
+def scored_dir_for(cfg: Config) -> Path:
+    """Where the scored shards of this corpus (by its specification) and scorer live."""
     if cfg.data.scored_dir is not None:
         return Path(cfg.data.scored_dir)
-    key = hashlib.sha256(
-        scorer_key(cfg.data.scorer, scorer_options_for(cfg.data)).encode()
-    ).hexdigest()[:8]
-    return Path(cfg.data.cache_dir) / "scored" / f"{corpus_fp}-{cfg.data.scorer}-{key}"
+    options = scorer_key(cfg.data.scorer, scorer_options_for(cfg.data))
+    key = hashlib.sha256(options.encode()).hexdigest()[:8]
+    scorer = cfg.data.scorer.rsplit(".", 1)[-1]
+    return Path(cfg.data.cache_dir) / "scored" / f"{corpus_key(cfg.data)}-{scorer}-{key}"
 
 
-def run_scoring(cfg: Config) -> tuple[Path, dict[str, Any], str]:
-    """Load the corpus and make sure every shard is scored; return (folder, manifest, corpus fingerprint)."""
-    docs = load_documents(cfg.data)
-    corpus_fp = fingerprint(docs)
-    folder = scored_dir_for(cfg, corpus_fp)
-    manifest = score_shards(
-        docs,
-        corpus_fp,
-        folder,
-        cfg.data.num_shards,
-        cfg.data.scorer,
-        scorer_options_for(cfg.data),
-        progress=cfg.logging.progress_bar,
+def plan_corpus(cfg: Config) -> tuple[CorpusPlan, Path]:
+    """The corpus plan (pinned one, checked against the sources, or a new one) and its scored folder."""
+    folder = scored_dir_for(cfg)
+    return load_or_make_plan(cfg.data, folder), folder
+
+
+def run_scoring(
+    cfg: Config, plan: CorpusPlan | None = None, run_stage: Callable = run_in_launch
+) -> tuple[Path, dict[str, Any], str]:
+    """Make sure every shard is scored; return (folder, manifest, corpus fingerprint)."""
+    folder = scored_dir_for(cfg)
+    plan = plan or load_or_make_plan(cfg.data, folder)
+    options = scorer_options_for(cfg.data)
+    manifest = score_corpus(plan, folder, cfg.data, cfg.data.scorer, options, run_stage)
+    return folder, manifest, manifest["corpus_fingerprint"]
+
+
+def bpe_file(cfg: Config, corpus_fp: str) -> Path:
+    """Where the BPE trained for this corpus is cached."""
+    sample = f"{cfg.data.bpe_sample_bytes}:{cfg.data.heldout_fraction}:{cfg.data.dedup}"
+    return bpe_cache_file(cfg.data.cache_dir, corpus_fp, cfg.data.vocab_size, sample)
+
+
+def train_tokenizer(cfg: Config, scored: Path, manifest: dict[str, Any], out_file: Path) -> None:
+    """Train the BPE on a sample of the training split, streamed from the shards."""
+    import numpy as np
+
+    keep_mask = None
+    if cfg.data.dedup:
+        keep_mask = np.load(ensure_dedup_mask(scored, manifest), mmap_mode="r")
+    fraction = cfg.data.heldout_fraction
+
+    def records():
+        row = 0
+        for shard in shard_paths(scored, manifest):
+            for rec in iter_shard(shard, columns=["id", "texts"]):
+                if keep_mask is None or keep_mask[row]:
+                    yield rec
+                row += 1
+
+    texts = bpe_sample(
+        records(),
+        lambda rec: not is_heldout(rec["id"], fraction),
+        manifest["text_bytes"],
+        cfg.data.bpe_sample_bytes,
     )
-    return folder, manifest, corpus_fp
+    log.info("training a byte-level BPE (vocab %d) -> %s", cfg.data.vocab_size, out_file)
+    train_bpe(texts, cfg.data.vocab_size, out_file)
 
 
-def _split_filter(fraction: float, heldout: bool) -> Callable[[dict[str, Any]], bool]:
-    return lambda rec: is_heldout(rec["id"], fraction) == heldout
-
-
-def _get_tokenizer(cfg: Config, shards: list[Path], corpus_fp: str, control_tokens: bool):
+def ensure_tokenizer(cfg: Config, scored: Path, manifest: dict[str, Any]) -> str:
+    """The tokenizer's path: `data.tokenizer`, or the cached BPE (trained once, on rank 0)."""
     if cfg.data.tokenizer is not None:
-        return load_tokenizer(cfg.data.tokenizer, control_tokens)
-    path = bpe_cache_file(cfg.data.cache_dir, corpus_fp, cfg.data.vocab_size)
-    if dist.is_main() and not path.is_file():
-        keep = _split_filter(cfg.data.heldout_fraction, heldout=False)
-        texts = ["".join(r["texts"]) for shard in shards for r in read_shard(shard) if keep(r)]
-        log.info(
-            "training a byte-level BPE (vocab %d) on %d documents -> %s",
-            cfg.data.vocab_size,
-            len(texts),
-            path,
-        )
-        train_bpe(texts, cfg.data.vocab_size, path)
-    dist.barrier()
-    return load_tokenizer(path, control_tokens)
-
-
-def _pack_key(
-    cfg: Config, manifest: dict[str, Any], tok_fp: str, treatment: str, split: str
-) -> str:
-    raw = json.dumps(
-        [
-            manifest["corpus_fingerprint"],
-            manifest["scorer"],
-            manifest["scorer_options"],
-            tok_fp,
-            treatment,
-            cfg.data.seq_len,
-            cfg.run.seed,
-            cfg.data.heldout_fraction,
-            split,
-            "pack-v2",
-        ],
-        sort_keys=True,
+        return cfg.data.tokenizer
+    path = bpe_file(cfg, manifest["corpus_fingerprint"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    publish_once(
+        path,
+        lambda tmp: train_tokenizer(cfg, scored, manifest, tmp),
+        path.parent,
+        "the BPE tokenizer",
     )
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return str(path)
 
 
-def pack_split(
-    cfg: Config, shards: list[Path], tok, treat: Treatment, folder: Path, heldout: bool
-) -> Path:
-    """Pack one split of the scored shards into `folder`, shards spread over ranks (cached)."""
-    if (folder / "meta.json").is_file():
-        return folder
-    keep = _split_filter(cfg.data.heldout_fraction, heldout)
-    parts_root = folder.with_name(folder.name + ".parts")
-    parts = [parts_root / f"part-{k:05d}" for k in range(len(shards))]
-    for k in range(dist.rank(), len(shards), dist.world_size()):
-        if not (parts[k] / "meta.json").is_file():
-            records = (r for r in read_shard(shards[k]) if keep(r))
-            pack_blocks(records, tok, cfg.data.seq_len, parts[k], treat)
-    dist.barrier()
-    if dist.is_main():
-        concat_packed(parts, folder)
-        shutil.rmtree(parts_root, ignore_errors=True)
-    dist.barrier()
-    return folder
+def tokenizer_id(cfg: Config, corpus_fp: str, control_tokens: bool) -> str:
+    """Names the tokenizer before it exists (a BPE by its cache file), so that a cluster can
+    submit the pack stage together with scoring; meta.json records the real fingerprint."""
+    if cfg.data.tokenizer is None:
+        return "bpe:" + bpe_file(cfg, corpus_fp).parent.name
+    return tokenizer_fingerprint(load_tokenizer(cfg.data.tokenizer, control_tokens))
+
+
+def packed_dir_for(cfg: Config, job: dict[str, Any], objective: Any) -> Path:
+    """Where this scored corpus (its manifest or scoring.json) is packed for this tokenizer and objective."""
+    keys = [objective.treatment_key(), objective.heldout_treatment()[1]]
+    tok_id = tokenizer_id(cfg, job["corpus_fingerprint"], bool(objective.control_tokens))
+    return Path(cfg.data.cache_dir) / "packed" / pack_key(cfg, job, tok_id, keys)
+
+
+def pack_data(
+    cfg: Config,
+    scored: Path,
+    manifest: dict[str, Any],
+    tok_path: str,
+    objective: Any,
+    run_stage: Callable = run_in_launch,
+):
+    """Pack (if needed) and open the three splits; returns (tokenizer, folder, train, heldout, lm_eval)."""
+    control = bool(objective.control_tokens)
+    tok = load_tokenizer(tok_path, control)
+    out = packed_dir_for(cfg, manifest, objective)
+    if cfg.data.dedup:
+        ensure_dedup_mask(scored, manifest)
+    spec = pack_spec(cfg, scored, manifest["num_shards"], out, tok_path, objective)
+    pack_corpus(spec, tokenizer_fingerprint(tok), run_stage)
+    meta_fp = json.loads((out / "meta.json").read_text())["tokenizer_fingerprint"]
+    if meta_fp != tokenizer_fingerprint(tok):
+        raise ValueError(
+            f"packed blocks {out} were made with another tokenizer (fingerprint {meta_fp}, now "
+            f"{tokenizer_fingerprint(tok)}): delete that folder to pack again"
+        )
+    splits = [PackedBlocks(out, split) for split in ("train", "heldout", "lm_eval")]
+    return tok, out, *splits
 
 
 def prepare_data(
     cfg: Config,
-    treat: Treatment = plain_segments,
-    treatment_key: str = "plain",
-    control_tokens: bool = False,
+    objective: Any,
+    plan: CorpusPlan | None = None,
+    run_stage: Callable = run_in_launch,
 ) -> DataBundle:
-    """Score (if needed), load or train the tokenizer, pack (if needed) and memory-map the blocks."""
-    scored, manifest, corpus_fp = run_scoring(cfg)
-    shards = shard_paths(scored, manifest)
-    tok = _get_tokenizer(cfg, shards, corpus_fp, control_tokens)
-    tok_fp = tokenizer_fingerprint(tok)
-    folders = {}
-    for split in ("train", "heldout"):
-        folder = (
-            Path(cfg.data.cache_dir)
-            / "packed"
-            / f"{split}-{_pack_key(cfg, manifest, tok_fp, treatment_key, split)}"
-        )
-        folders[split] = pack_split(cfg, shards, tok, treat, folder, heldout=split == "heldout")
-    train, heldout = PackedBlocks(folders["train"]), PackedBlocks(folders["heldout"])
+    """Plan, score (if needed), load or train the tokenizer, pack (if needed), memory-map the blocks.
+
+    `run_stage(pipeline, n_tasks, logging_dir, what)` runs a stage's tasks: by default this
+    rank's slice inside a launch; `harness.data.prepare` passes a multi-worker local executor.
+    """
+    scored, manifest, corpus_fp = run_scoring(cfg, plan, run_stage)
+    tok_path = ensure_tokenizer(cfg, scored, manifest)
+    tok, out, train, heldout, lm_eval = pack_data(
+        cfg, scored, manifest, tok_path, objective, run_stage
+    )
     log.info(
-        "data: %d scored documents in %s; %d train blocks (%d tokens), %d held-out blocks of %d tokens",
+        "data: %d scored documents in %s; %d train blocks (%d tokens), %d held-out blocks of %d "
+        "tokens in %s",
         manifest["rows"],
         scored,
         len(train),
         train.meta["num_tokens"],
         len(heldout),
         cfg.data.seq_len,
+        out,
     )
-    return DataBundle(tok, train, heldout, corpus_fp, scored)
+    return DataBundle(tok, train, heldout, lm_eval, corpus_fp, scored, out)

@@ -1,23 +1,26 @@
 """Tokenizers: a user-given one from a local path, else a byte-level BPE trained on the corpus and cached.
 
 There is no GPT-2 tokenizer file offline, so by default we train one with `tokenizers` (the same
-byte-level BPE recipe as GPT-2) on the training documents; the result is cached by corpus
-fingerprint and vocabulary size, and saved with every checkpoint and export.
+byte-level BPE recipe as GPT-2) on a bounded sample of the training documents (`bpe_sample`:
+chosen by a hash of the document id, at most `data.bpe_sample_bytes` of text, streamed, never
+held in a list); the result is cached by corpus fingerprint, vocabulary size and sample cap, and
+saved with every checkpoint and export.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 EOS = "<|endoftext|>"
 CONTROL_TOKENS = ("<|aligned|>", "<|misaligned|>")
 
 
-def train_bpe(texts: Sequence[str], vocab_size: int, out_file: Path) -> None:
-    """Train a GPT-2-style byte-level BPE on `texts` and write tokenizer.json atomically."""
+def train_bpe(texts: Iterable[str], vocab_size: int, out_file: Path) -> None:
+    """Train a GPT-2-style byte-level BPE on `texts` (any iterable) and write tokenizer.json atomically."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -29,17 +32,38 @@ def train_bpe(texts: Sequence[str], vocab_size: int, out_file: Path) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    length = len(texts) if hasattr(texts, "__len__") else None
+    tok.train_from_iterator(texts, trainer=trainer, length=length)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_suffix(f".tmp{os.getpid()}")
     tok.save(str(tmp))
     os.replace(tmp, out_file)
 
 
-def bpe_cache_file(cache_dir: str, corpus_fp: str, vocab_size: int) -> Path:
-    """Where the BPE trained for this corpus and size is cached."""
-    key = hashlib.sha256(f"{corpus_fp}:{vocab_size}:bytelevel-bpe-v1".encode()).hexdigest()[:16]
+def bpe_cache_file(cache_dir: str, corpus_fp: str, vocab_size: int, sample_key: str = "") -> Path:
+    """Where the BPE trained for this corpus, size and sample is cached."""
+    raw = f"{corpus_fp}:{vocab_size}:{sample_key}:bytelevel-bpe-v2"
+    key = hashlib.sha256(raw.encode()).hexdigest()[:16]
     return Path(cache_dir) / "tokenizers" / key / "tokenizer.json"
+
+
+def bpe_sample(
+    records: Iterable[dict[str, Any]], keep: Any, total_bytes: int, cap_bytes: int
+) -> Iterator[str]:
+    """Texts of the records `keep(record)` accepts, each taken with probability cap/total by a
+    hash of its id (all of them when the corpus is smaller than the cap), until `cap_bytes`."""
+    from harness.data.corpus import id_bucket
+
+    rate = 1.0 if total_bytes <= cap_bytes else cap_bytes / total_bytes
+    taken = 0
+    for rec in records:
+        if not keep(rec) or (rate < 1.0 and id_bucket(rec["id"], "bpe-sample") >= rate):
+            continue
+        text = "".join(rec["texts"])
+        taken += len(text.encode())
+        yield text
+        if taken >= cap_bytes:
+            return
 
 
 def load_tokenizer(path: str | Path, control_tokens: bool = False):

@@ -40,29 +40,37 @@ def eval_dir(output_dir: str | Path, step: int) -> Path:
     return Path(output_dir) / "eval" / f"step-{step:08d}"
 
 
-def heldout_blocks(cfg: Config, tokenizer: Any, scored_dir: Path, objective: Any):
+def heldout_blocks(
+    cfg: Config, tokenizer: Any, state: dict[str, Any], objective: Any, notes: list[str]
+):
     """The held-out split in `objective.heldout_treatment()` (untreated unless the objective
-    changes the text format), packed with `tokenizer` (cached; all ranks must call it)."""
+    changes the text format), from the run's packed folder; packed again only if it is gone."""
     from harness.data.packing import PackedBlocks
-    from harness.data.pipeline import _pack_key, pack_split
     from harness.data.tokenizer import tokenizer_fingerprint
-    from harness.scoring.shards import shard_paths
 
-    treat, treatment_key = objective.heldout_treatment()
-    manifest = json.loads((Path(scored_dir) / "manifest.json").read_text())
-    key = _pack_key(cfg, manifest, tokenizer_fingerprint(tokenizer), treatment_key, "heldout")
-    folder = Path(cfg.data.cache_dir) / "packed" / f"heldout-{key}"
-    shards = shard_paths(Path(scored_dir), manifest)
-    return PackedBlocks(pack_split(cfg, shards, tokenizer, treat, folder, heldout=True))
+    folder = state.get("packed_dir")
+    if not folder or not (Path(folder) / "meta.json").is_file():
+        from harness.data.pipeline import prepare_data
+
+        try:
+            folder = prepare_data(cfg, objective).packed_dir
+        except Exception as err:  # e.g. an hf: corpus offline; samples are still worth evaluating
+            notes.append(f"eval/lm_loss skipped: data unavailable ({type(err).__name__}: {err})")
+            return None
+    meta = json.loads((Path(folder) / "meta.json").read_text())
+    if meta.get("tokenizer_fingerprint") != tokenizer_fingerprint(tokenizer):
+        notes.append(f"eval/lm_loss skipped: {folder} was packed with another tokenizer")
+        return None
+    return PackedBlocks(folder, "lm_eval")
 
 
 def find_scored_dir(cfg: Config, state: dict[str, Any], notes: list[str]) -> Path | None:
-    """The run's scored shards: found by the corpus fingerprint in the checkpoint, else re-scored."""
-    from harness.data.pipeline import run_scoring, scored_dir_for
+    """The run's scored shards: the folder its checkpoint names, else found (or made) again."""
+    from harness.data.pipeline import run_scoring
 
-    fp = state.get("corpus_fingerprint")
-    if fp and (scored_dir_for(cfg, fp) / "manifest.json").is_file():
-        return scored_dir_for(cfg, fp)
+    folder = state.get("scored_dir")
+    if folder and (Path(folder) / "manifest.json").is_file():
+        return Path(folder)
     try:
         return run_scoring(cfg)[0]
     except Exception as err:  # e.g. an hf: corpus offline; samples are still worth evaluating
@@ -91,8 +99,7 @@ def evaluate_checkpoint(
     )
     model = build_loss_model(cfg, tokenizer, consolidated_state_dict(root, tag)).to(device)
     notes: list[str] = []
-    scored = find_scored_dir(cfg, state, notes)
-    heldout = heldout_blocks(cfg, tokenizer, scored, objective) if scored is not None else None
+    heldout = heldout_blocks(cfg, tokenizer, state, objective, notes)
     ctx = EvalContext(
         cfg, model.lm, tokenizer, conditional, model, heldout, sync=False, notes=notes
     )
@@ -109,7 +116,7 @@ def evaluate_during_training(run: Any, step: int) -> dict[str, float]:
     cfg: Config = run.cfg
     module = run.engine.module
     notes: list[str] = []
-    heldout = heldout_blocks(cfg, run.data.tokenizer, run.data.scored_dir, module.objective)
+    heldout = run.data.lm_eval
     ctx = EvalContext(
         cfg,
         module.lm,

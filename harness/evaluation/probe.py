@@ -115,7 +115,7 @@ def probe_examples(
 def heldout_records(cfg: Config, scored_dir: Path) -> list[dict[str, Any]]:
     """The scored records of the held-out split (data.heldout_fraction), in shard order."""
     from harness.data.corpus import is_heldout
-    from harness.scoring.shards import read_shard, shard_paths
+    from harness.scoring.shards import iter_shard, shard_paths
 
     manifest = json.loads((Path(scored_dir) / "manifest.json").read_text())
     fraction = cfg.data.heldout_fraction
@@ -124,7 +124,7 @@ def heldout_records(cfg: Config, scored_dir: Path) -> list[dict[str, Any]]:
     return [
         rec
         for shard in shard_paths(Path(scored_dir), manifest)
-        for rec in read_shard(shard)
+        for rec in iter_shard(shard)
         if is_heldout(rec["id"], fraction)
     ]
 

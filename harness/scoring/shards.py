@@ -1,15 +1,19 @@
-"""Distributed scoring into deterministic Parquet shards, safe to kill and rerun at any moment.
+"""Scoring as a datatrove pipeline: one task per corpus unit, one Parquet shard per task.
 
     python scripts/score.py --config configs/pep8_mle.yaml --config configs/quickstart.yaml
     deepspeed --num_gpus 2 scripts/score.py --config ...
+    python scripts/prepare.py --config ... --executor slurm       # a cluster, see the README
 
-The corpus (in its deterministic order) is cut into `num_shards` contiguous shards; rank r scores
-shards r, r+W, ... and writes each as `data/shard-00007-of-00064.parquet` (paper schema + `id`)
-through a temporary file and `os.replace`, so a shard file exists only when complete. The shards sit
-in `data/` apart from the JSON metadata so that `datasets.load_dataset("parquet", data_dir=<dir>/data)`
-reads them as they are. `scoring.json` pins the
-scorer and corpus of a folder before any shard is written (a rerun with another scorer or corpus is
-an error, never a mix); `manifest.json` is written by rank 0 once every shard exists.
+Task k reads unit k of the plan (`harness.data.plan`), scores its documents in batches (records
+that already carry `texts` and `scores`, the paper's published data, pass through unchanged) and
+writes `data/shard-0000k-of-0000n.parquet` (paper schema + `id`) row group by row group to a
+temporary file renamed into place, so a shard file exists only when complete; beside it,
+`index/shard-0000k.json` (rows, text bytes) and `index/shard-0000k.npy` (63-bit text digests, for
+deduplication by digest). datatrove's `completions/` markers make a rerun skip finished tasks, so
+a kill costs at most the unit each worker was on. Shards depend only on their unit: the same bytes
+whatever the number of ranks, workers or nodes. `plan.json` and `scoring.json` pin the folder's
+corpus and scorer before any task runs; `manifest.json` is published once every task is complete.
+The shards load with `datasets.load_dataset("parquet", data_dir=<folder>/data)`.
 """
 
 from __future__ import annotations
@@ -18,17 +22,24 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import distributed as dist
-from harness.data.corpus import Document
+from datatrove.data import Document as TroveDocument
+from datatrove.pipeline.base import PipelineStep
+
+from harness.config import DataConfig
+from harness.data.corpus import read_unit, text_digest
+from harness.data.plan import CorpusPlan
+from harness.data.tasks import publish_once, run_in_launch, task_done
 from harness.scoring.base import build_scorer, make_record
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+ROWS_PER_GROUP = 1000
 
 
 def shard_name(index: int, num_shards: int) -> str:
@@ -36,31 +47,173 @@ def shard_name(index: int, num_shards: int) -> str:
     return f"data/shard-{index:05d}-of-{num_shards:05d}.parquet"
 
 
-def shard_bounds(num_docs: int, num_shards: int) -> list[tuple[int, int]]:
-    """Contiguous [start, end) document ranges of each shard; they cover every document once."""
-    return [
-        (k * num_docs // num_shards, (k + 1) * num_docs // num_shards) for k in range(num_shards)
-    ]
-
-
-def balanced_assignment(shards: list[int], sizes: list[int], world: int) -> list[list[int]]:
-    """Deal shards to ranks, largest first to the least-loaded rank (LPT), the same on every rank.
-
-    Contiguous shards of a sorted corpus differ a lot in size (a few huge files cluster), so
-    round-robin leaves one rank working alone at the end.
-    """
-    loads = [0] * world
-    out: list[list[int]] = [[] for _ in range(world)]
-    for k in sorted(shards, key=lambda k: (-sizes[k], k)):
-        r = min(range(world), key=lambda r: (loads[r], r))
-        out[r].append(k)
-        loads[r] += sizes[k]
-    return [sorted(ks) for ks in out]
+def index_name(index: int, suffix: str) -> str:
+    """Path of a shard's side file (`.json` counts, `.npy` digests), relative to the scored folder."""
+    return f"index/shard-{index:05d}{suffix}"
 
 
 def scorer_key(name: str, options: dict[str, Any]) -> str:
     """Canonical description of a scorer and its options."""
     return f"{name}{json.dumps(options, sort_keys=True)}"
+
+
+def shard_schema():
+    """The paper's record schema plus `id`."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("texts", pa.list_(pa.string())),
+            ("scores", pa.list_(pa.float64())),
+            ("avg_score", pa.float64()),
+            ("num_sents", pa.int64()),
+        ]
+    )
+
+
+_PLANS: dict[str, CorpusPlan] = {}
+_SCORERS: dict[str, Any] = {}
+
+
+def _plan(path: str) -> CorpusPlan:
+    if path not in _PLANS:  # one read per process, however many tasks it runs
+        _PLANS[path] = CorpusPlan.from_json(Path(path).read_text())
+    return _PLANS[path]
+
+
+class UnitReader(PipelineStep):
+    """Reads unit `rank` of a saved plan (datatrove's rank is the task index)."""
+
+    name = "corpus unit"
+    type = "📖 - READER"
+
+    def __init__(self, plan_file: str, data: dict[str, Any]):
+        super().__init__()
+        self.plan_file = plan_file
+        self.data = data
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[TroveDocument]:
+        """Yield the unit's documents; pre-scored ones carry their segments in metadata."""
+        unit = _plan(self.plan_file).units[rank]
+        for doc in read_unit(unit, DataConfig(**self.data)):
+            meta = {} if doc.texts is None else {"texts": doc.texts, "scores": doc.scores}
+            self.stat_update("documents")
+            yield TroveDocument(text=doc.text, id=doc.id, metadata=meta)
+
+
+class ScoreDocuments(PipelineStep):
+    """Scores documents in batches with the task's scorer (built once per process, only if needed)."""
+
+    name = "misalignment scorer"
+    type = "🔢 - SCORER"
+
+    def __init__(self, scorer: str, options: dict[str, Any], batch_docs: int = 64):
+        super().__init__()
+        self.scorer = scorer
+        self.options = options
+        self.batch_docs = batch_docs
+
+    def _scorer(self):
+        key = scorer_key(self.scorer, self.options)
+        if key not in _SCORERS:
+            _SCORERS[key] = build_scorer(self.scorer, **self.options)
+        return _SCORERS[key]
+
+    def _flush(self, batch: list[TroveDocument]) -> Iterator[TroveDocument]:
+        todo = [d for d in batch if "texts" not in d.metadata]
+        with self.track_time(unit="batch"):
+            scored = iter(self._scorer().score_documents([d.text for d in todo]) if todo else [])
+        for doc in batch:
+            if "texts" in doc.metadata:
+                doc.metadata = make_record(doc.metadata["texts"], doc.metadata["scores"])
+                self.stat_update("passed_through")
+            else:
+                doc.metadata = next(scored)
+                self.stat_update("scored")
+            yield doc
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[TroveDocument]:
+        """Attach the paper's record (`texts`, `scores`, `avg_score`, `num_sents`) to each document."""
+        batch: list[TroveDocument] = []
+        for doc in data or ():
+            batch.append(doc)
+            if len(batch) >= self.batch_docs:
+                yield from self._flush(batch)
+                batch = []
+        if batch:
+            yield from self._flush(batch)
+
+
+class ShardWriter(PipelineStep):
+    """Writes a task's records as one Parquet shard, atomically, plus its index files.
+
+    Our own writer rather than datatrove's ParquetWriter: that one writes under the final name as
+    it goes, so a kill leaves a truncated file that `datasets.load_dataset(data_dir=...)` would
+    read; this one renames a finished file into place, and records the counts the manifest needs.
+    """
+
+    name = "scored shard"
+    type = "💽 - WRITER"
+
+    def __init__(self, folder: str, num_shards: int, what: str = "scoring"):
+        super().__init__()
+        self.folder = folder
+        self.num_shards = num_shards
+        self.what = what
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        """Consume the documents into shard `rank`; yields nothing."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        started = time.time()
+        folder = Path(self.folder)
+        path = folder / shard_name(rank, self.num_shards)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows: list[dict[str, Any]] = []
+        digests: list[int] = []
+        text_bytes = 0
+        schema = shard_schema()
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for doc in data or ():
+                rows.append({"id": doc.id, **doc.metadata})
+                digests.append(text_digest(doc.text))
+                text_bytes += len(doc.text.encode())
+                if len(rows) >= ROWS_PER_GROUP:
+                    writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                    rows = []
+            if rows or not digests:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+        _atomic_bytes(folder / index_name(rank, ".npy"), _npy_bytes(np.asarray(digests, np.int64)))
+        counts = {"rows": len(digests), "text_bytes": text_bytes}
+        _atomic_bytes(folder / index_name(rank, ".json"), json.dumps(counts).encode())
+        os.replace(tmp, path)  # last: the shard exists only when everything of the task does
+        self.stat_update("rows", value=len(digests))
+        rate = len(digests) / max(time.time() - started, 1e-9)
+        detail = f"{len(digests)} documents, {text_bytes / 1e6:.1f} MB, {rate:.1f} documents/s"
+        task_done("scoring", rank, self.num_shards, started, detail)
+        return
+        yield  # a generator, as datatrove expects of a step
+
+
+def _npy_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _atomic_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -71,28 +224,20 @@ class ScoringJob:
     scorer_options: dict[str, Any]
     corpus_fingerprint: str
     num_shards: int
-    num_documents: int
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"schema_version": SCHEMA_VERSION, **self.__dict__}
+        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
 
 
-def _check_or_pin_job(folder: Path, job: ScoringJob) -> None:
-    """Rank 0 writes scoring.json, or checks that an existing one describes the same job."""
+def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
+    """Write scoring.json and plan.json, or check that the existing ones describe the same job."""
+    folder.mkdir(parents=True, exist_ok=True)
     pin = folder / "scoring.json"
     wanted = job.to_dict()
-    for stale in folder.glob(
-        "**/.*.tmp*"
-    ):  # left by a run killed mid-write; never a finished shard
-        stale.unlink(missing_ok=True)
     if pin.is_file():
         have = json.loads(pin.read_text())
-        diffs = [
-            k
-            for k in ("scorer", "scorer_options", "corpus_fingerprint", "num_shards")
-            if have.get(k) != wanted[k]
-        ]
+        diffs = [k for k in wanted if have.get(k) != wanted[k]]
         if diffs:
             detail = "; ".join(
                 f"{k}: folder has {have.get(k)!r}, this run has {wanted[k]!r}" for k in diffs
@@ -102,149 +247,97 @@ def _check_or_pin_job(folder: Path, job: ScoringJob) -> None:
                 "Use another data.scored_dir (or delete the folder) instead of mixing them."
             )
         return
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    tmp = pin.with_name(f".scoring.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(wanted, indent=2))
-    os.replace(tmp, pin)
+    for stale in folder.glob("**/.*.tmp*"):  # left by a run killed mid-write; never a finished file
+        stale.unlink(missing_ok=True)
+    _atomic_bytes(folder / "plan.json", plan.to_json().encode())
+    _atomic_bytes(pin, json.dumps(wanted, indent=2).encode())
 
 
-def write_shard(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write records as one Parquet file atomically (temporary file, then rename)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema(
-        [
-            ("id", pa.string()),
-            ("texts", pa.list_(pa.string())),
-            ("scores", pa.list_(pa.float64())),
-            ("avg_score", pa.float64()),
-            ("num_sents", pa.int64()),
-        ]
-    )
-    table = pa.Table.from_pylist(records, schema=schema)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+def scoring_pipeline(folder: Path, data: DataConfig, scorer: str, options: dict[str, Any]) -> list:
+    """reader -> scorer -> writer, for the plan pinned in `folder`."""
+    plan = CorpusPlan.from_json((folder / "plan.json").read_text())
+    return [
+        UnitReader(str(folder / "plan.json"), asdict(data)),
+        ScoreDocuments(scorer, options),
+        ShardWriter(str(folder), len(plan.units)),
+    ]
 
 
-def read_shard(path: Path) -> list[dict[str, Any]]:
-    """Records of one shard; a corrupt file or a record whose texts and scores differ in length is an error naming it."""
-    import pyarrow.parquet as pq
-
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except Exception as err:
-        raise ValueError(
-            f"scored shard {path} is corrupt or not Parquet ({err}); delete it and rerun scoring"
-        ) from None
-    for i, row in enumerate(rows):
-        if not {"id", "texts", "scores"} <= row.keys():
-            raise ValueError(
-                f"scored shard {path} record {i}: missing `id`, `texts` or `scores` (wrong schema)"
-            )
-        if len(row["texts"]) != len(row["scores"]):
-            raise ValueError(
-                f"scored shard {path} record {i} (id {row['id']}): {len(row['texts'])} texts but {len(row['scores'])} scores"
-            )
-    return rows
-
-
-def _score_docs(scorer, docs: list[Document]) -> list[dict[str, Any]]:
-    """Score documents (passing already-scored ones through unchanged) into records with ids."""
-    todo = [d for d in docs if d.texts is None]
-    scored = iter(scorer.score_documents([d.text for d in todo]) if todo else [])
-    records = []
-    for doc in docs:
-        rec = make_record(doc.texts, doc.scores) if doc.texts is not None else next(scored)
-        records.append({"id": doc.id, **rec})
-    return records
-
-
-def score_shards(
-    docs: list[Document],
-    corpus_fp: str,
-    folder: Path,
-    num_shards: int,
-    scorer_name: str,
-    scorer_options: dict[str, Any],
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Score this rank's missing shards, then (rank 0) write the manifest; return the manifest."""
-    folder = Path(folder)
-    num_shards = min(num_shards, len(docs))
-    job = ScoringJob(scorer_name, dict(scorer_options), corpus_fp, num_shards, len(docs))
-    error = None
-    if dist.is_main():
-        try:
-            _check_or_pin_job(folder, job)
-        except ValueError as err:
-            error = str(err)
-    error = dist.broadcast_object(error)
-    if error:
-        raise ValueError(error)
-    manifest_file = folder / "manifest.json"
-    if manifest_file.is_file():
-        return json.loads(manifest_file.read_text())
-    bounds = shard_bounds(len(docs), num_shards)
-    # Rank 0 decides what is left, before any rank writes, so every rank deals the same shards.
-    todo = [k for k in range(num_shards) if not (folder / shard_name(k, num_shards)).is_file()]
-    todo = dist.broadcast_object(todo)
-    shard_bytes = [sum(len(d.text) for d in docs[lo:hi]) for lo, hi in bounds]
-    mine = balanced_assignment(todo, shard_bytes, dist.world_size())[dist.rank()]
-    if mine:
-        scorer = build_scorer(scorer_name, **scorer_options)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            total = sum(bounds[k][1] - bounds[k][0] for k in mine)
-            bar = tqdm(
-                total=total, desc=f"scoring rank {dist.rank()}", unit="doc", position=dist.rank()
-            )
-        start, n_docs, n_bytes = time.perf_counter(), 0, 0
-        for k in mine:
-            lo, hi = bounds[k]
-            shard_docs = docs[lo:hi]
-            write_shard(folder / shard_name(k, num_shards), _score_docs(scorer, shard_docs))
-            n_docs += len(shard_docs)
-            n_bytes += sum(len(d.text.encode()) for d in shard_docs)
-            if bar is not None:
-                bar.update(len(shard_docs))
-        elapsed = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
-        log.info(
-            "rank %d scored %d documents in %.1fs: %.1f documents/s, %.2f MB/s",
-            dist.rank(),
-            n_docs,
-            elapsed,
-            n_docs / elapsed,
-            n_bytes / elapsed / 1e6,
-        )
-    dist.barrier()
-    if dist.is_main():
-        write_manifest(folder, job)
-    dist.barrier()
-    return json.loads(manifest_file.read_text())
-
-
-def write_manifest(folder: Path, job: ScoringJob) -> None:
-    """Count the rows of every shard and publish manifest.json (all shards must exist)."""
-    import pyarrow.parquet as pq
-
+def build_manifest(folder: Path, job: ScoringJob) -> dict[str, Any]:
+    """The manifest of a complete folder: every shard with its rows and text bytes."""
     shards = []
     for k in range(job.num_shards):
         path = folder / shard_name(k, job.num_shards)
         if not path.is_file():
             raise RuntimeError(f"scoring incomplete: {path} missing")
-        shards.append(
-            {"file": shard_name(k, job.num_shards), "rows": pq.ParquetFile(path).metadata.num_rows}
-        )
+        counts = json.loads((folder / index_name(k, ".json")).read_text())
+        shards.append({"file": shard_name(k, job.num_shards), **counts})
     manifest = {**job.to_dict(), "shards": shards, "rows": sum(s["rows"] for s in shards)}
-    tmp = folder / f".manifest.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, folder / "manifest.json")
+    manifest["text_bytes"] = sum(s["text_bytes"] for s in shards)
+    if manifest["rows"] == 0:
+        raise ValueError(f"data.corpus: the corpus yielded no documents (scored into {folder})")
+    return manifest
+
+
+def score_corpus(
+    plan: CorpusPlan,
+    folder: Path,
+    data: DataConfig,
+    scorer: str,
+    options: dict[str, Any],
+    run_stage: Callable = run_in_launch,
+) -> dict[str, Any]:
+    """Score this rank's share of the missing shards, wait for the others, return the manifest."""
+    folder = Path(folder)
+    manifest_file = folder / "manifest.json"
+    job = ScoringJob(scorer, dict(options), plan.fingerprint, len(plan.units))
+    pin_job(folder, job, plan)
+    if not manifest_file.is_file():
+        pipeline = scoring_pipeline(folder, data, scorer, options)
+        run_stage(pipeline, job.num_shards, folder / "datatrove", "scoring")
+        publish_once(
+            manifest_file,
+            lambda tmp: tmp.write_text(json.dumps(build_manifest(folder, job), indent=1)),
+            folder / "datatrove",
+            "the scoring manifest",
+        )
+    return json.loads(manifest_file.read_text())
+
+
+def iter_shard(path: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Records of one shard, row group by row group; a corrupt file or record is an error naming it."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as err:
+        raise ValueError(
+            f"scored shard {path} is corrupt or not Parquet ({err}); delete it and rerun scoring"
+        ) from None
+    names = set(pf.schema_arrow.names)
+    if not {"id", "texts", "scores"} <= names:
+        raise ValueError(f"scored shard {path}: missing `id`, `texts` or `scores` (wrong schema)")
+    row = 0
+    for group in range(pf.num_row_groups):
+        try:
+            rows = pf.read_row_group(group, columns=columns).to_pylist()
+        except Exception as err:
+            raise ValueError(
+                f"scored shard {path} row group {group} is corrupt ({err}); delete it and rerun scoring"
+            ) from None
+        for rec in rows:
+            if columns is None and len(rec["texts"]) != len(rec["scores"]):
+                raise ValueError(
+                    f"scored shard {path} row {row} (id {rec['id']}): {len(rec['texts'])} texts "
+                    f"but {len(rec['scores'])} scores"
+                )
+            row += 1
+            yield rec
+
+
+def read_shard(path: Path) -> list[dict[str, Any]]:
+    """All records of one shard (a shard holds one bounded unit)."""
+    return list(iter_shard(path))
 
 
 def shard_paths(folder: Path, manifest: dict[str, Any]) -> list[Path]:

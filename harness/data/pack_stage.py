@@ -1,0 +1,244 @@
+"""Packing as a datatrove pipeline: one task per scored shard, every split in one pass.
+
+Task k streams shard k row group by row group, drops copies (`data.dedup`, by the digests the
+scoring stage recorded), sends each record to the training or the held-out side by a hash of its
+id, applies the objective's treatment and writes `parts/part-0000k/<split>/{tokens,scores}.bin`
+for every split at once: `train`, `heldout` (the objective's treatment, for `eval_loss`) and,
+when the objective changes the text format for `eval/lm_loss`, `lm_eval`. The part folder is
+written under a temporary name and renamed when complete. Once every task is done, `meta.json`
+lists the parts of each split; `PackedBlocks(folder, split)` reads them in place through
+cumulative offsets (no concatenation copy). Parts depend only on their shard, so the result is
+the same whatever the number of ranks or workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datatrove.pipeline.base import PipelineStep
+
+from harness.config import Config, ObjectiveConfig
+from harness.data.corpus import is_heldout
+from harness.data.packing import BlockWriter, encode_documents, token_dtype
+from harness.data.tasks import publish_once, run_in_launch, task_done
+from harness.scoring.shards import index_name, iter_shard, shard_name
+
+PACK_VERSION = "pack-v3"
+BATCH_RECORDS = 256
+_TOKENIZERS: dict[tuple[str, bool], Any] = {}
+
+
+def dedup_keep_file(scored_dir: Path) -> Path:
+    """The keep-mask of exact deduplication over all shards (first copy kept)."""
+    return Path(scored_dir) / "dedup-keep.npy"
+
+
+def build_dedup_mask(scored_dir: Path, manifest: dict[str, Any]) -> np.ndarray:
+    """True for the first document with each text digest, in plan order (8 bytes per document)."""
+    digests = [
+        np.load(Path(scored_dir) / index_name(k, ".npy")) for k in range(len(manifest["shards"]))
+    ]
+    flat = np.concatenate(digests) if digests else np.zeros(0, np.int64)
+    _, first = np.unique(flat, return_index=True)
+    keep = np.zeros(len(flat), dtype=bool)
+    keep[first] = True
+    return keep
+
+
+def ensure_dedup_mask(scored_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Compute the dedup mask once (rank 0); the other ranks wait for the file."""
+    path = dedup_keep_file(scored_dir)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, build_dedup_mask(scored_dir, manifest))
+
+    publish_once(path, write, Path(scored_dir) / "datatrove", "the dedup mask")
+    return path
+
+
+def _tokenizer(path: str, control_tokens: bool):
+    from harness.data.tokenizer import load_tokenizer
+
+    key = (path, control_tokens)
+    if key not in _TOKENIZERS:  # one load per process, however many tasks it runs
+        _TOKENIZERS[key] = load_tokenizer(path, control_tokens)
+    return _TOKENIZERS[key]
+
+
+class PackShard(PipelineStep):
+    """Packs scored shard `rank` into the part folder of every split."""
+
+    name = "pack blocks"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(self, spec: dict[str, Any]):
+        super().__init__()
+        self.spec = spec
+
+    def _treatments(self) -> dict[str, Any]:
+        from harness.objectives import build_objective
+
+        s = self.spec
+        objective = build_objective(ObjectiveConfig(**s["objective"]), s["seed"])
+        lm_eval_treat, _ = objective.heldout_treatment()
+        out = {"train": objective.treat, "heldout": objective.treat}
+        if "lm_eval" in s["splits"]:
+            out["lm_eval"] = lm_eval_treat
+        return out
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        """Write part `rank`; yields nothing."""
+        started = time.time()
+        s = self.spec
+        tok = _tokenizer(s["tokenizer"], s["control_tokens"])
+        treatments = self._treatments()
+        part = Path(s["out"]) / "parts" / f"part-{rank:05d}"
+        tmp = part.with_name(f".{part.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        dtype = token_dtype(len(tok))
+        writers = {split: BlockWriter(tmp / split, s["seq_len"], dtype) for split in treatments}
+        keep = None
+        if s["dedup_file"]:
+            start = _row_offset(Path(s["scored_dir"]), rank)
+            keep = np.load(s["dedup_file"], mmap_mode="r")[start:]
+        batch: list[dict[str, Any]] = []
+        for i, rec in enumerate(iter_shard(Path(s["shards"][rank]))):
+            if keep is not None and not keep[i]:
+                self.stat_update("duplicates")
+                continue
+            batch.append(rec)
+            if len(batch) >= BATCH_RECORDS:
+                self._write(batch, treatments, writers, tok)
+                batch = []
+        self._write(batch, treatments, writers, tok)
+        metas = {split: writer.close() for split, writer in writers.items()}
+        if part.exists():
+            shutil.rmtree(part)
+        os.replace(tmp, part)
+        tokens = sum(m["num_tokens"] for m in metas.values())
+        task_done("packing", rank, len(s["shards"]), started, f"{tokens} tokens")
+        return
+        yield  # a generator, as datatrove expects of a step
+
+    def _write(self, batch, treatments, writers, tok) -> None:
+        fraction = self.spec["heldout_fraction"]
+        held = [is_heldout(rec["id"], fraction) for rec in batch]
+        for split, treat in treatments.items():
+            want = split != "train"
+            records = [rec for rec, h in zip(batch, held, strict=True) if h == want]
+            for ids, scores in encode_documents(records, tok, treat, max(1, len(records))):
+                writers[split].add(ids, scores)
+            self.stat_update(f"{split}_documents", value=len(records))
+
+
+def pack_key(
+    cfg: Config, manifest: dict[str, Any], tokenizer_id: str, treatment_keys: list[str]
+) -> str:
+    """Names a packed corpus by everything its blocks depend on."""
+    raw = json.dumps(
+        [
+            manifest["corpus_fingerprint"],
+            manifest["scorer"],
+            manifest["scorer_options"],
+            tokenizer_id,
+            treatment_keys,
+            cfg.data.seq_len,
+            cfg.run.seed,
+            cfg.data.heldout_fraction,
+            cfg.data.dedup,
+            PACK_VERSION,
+        ],
+        sort_keys=True,
+    )
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def pack_spec(
+    cfg: Config, scored_dir: Path, num_shards: int, out: Path, tokenizer: str, objective: Any
+) -> dict[str, Any]:
+    """Everything a pack task needs, as plain data (the step is pickled for SLURM and Ray)."""
+    lm_eval = objective.heldout_treatment()[1] != objective.treatment_key()
+    return {
+        "out": str(out),
+        "scored_dir": str(scored_dir),
+        "shards": [str(Path(scored_dir) / shard_name(k, num_shards)) for k in range(num_shards)],
+        "tokenizer": str(tokenizer),
+        "control_tokens": bool(objective.control_tokens),
+        "seq_len": cfg.data.seq_len,
+        "heldout_fraction": cfg.data.heldout_fraction,
+        "objective": asdict(cfg.objective),
+        "seed": cfg.run.seed,
+        "splits": ["train", "heldout"] + (["lm_eval"] if lm_eval else []),
+        "dedup_file": str(dedup_keep_file(scored_dir)) if cfg.data.dedup else None,
+    }
+
+
+def _row_offset(scored_dir: Path, shard: int) -> int:
+    """Rows of the shards before `shard` (from their index files): where its dedup mask starts."""
+    return sum(
+        json.loads((Path(scored_dir) / index_name(k, ".json")).read_text())["rows"]
+        for k in range(shard)
+    )
+
+
+def build_pack_meta(spec: dict[str, Any], tokenizer_fp: str) -> dict[str, Any]:
+    """The packed folder's meta.json: every split's parts in shard order, with their counts."""
+    out = Path(spec["out"])
+    splits: dict[str, Any] = {}
+    token_dtype_name = None
+    for split in spec["splits"]:
+        parts = []
+        for k in range(len(spec["shards"])):
+            rel = f"parts/part-{k:05d}/{split}"
+            meta = json.loads((out / rel / "meta.json").read_text())
+            token_dtype_name = meta["token_dtype"]
+            parts.append({"path": rel, "num_blocks": meta["num_blocks"]})
+            for key in ("num_documents", "num_tokens", "dropped_tail_tokens"):
+                parts[-1][key] = meta[key]
+        splits[split] = {
+            "parts": parts,
+            **{
+                key: sum(p[key] for p in parts)
+                for key in ("num_blocks", "num_documents", "num_tokens", "dropped_tail_tokens")
+            },
+        }
+    if "lm_eval" not in splits:
+        splits["lm_eval"] = splits["heldout"]  # the objective does not change the text format
+    return {
+        "version": PACK_VERSION,
+        "seq_len": spec["seq_len"],
+        "token_dtype": token_dtype_name,
+        "tokenizer_fingerprint": tokenizer_fp,
+        "splits": splits,
+    }
+
+
+def pack_pipeline(spec: dict[str, Any]) -> list:
+    """The pack stage's datatrove pipeline (one step: read, treat, tokenize, write)."""
+    return [PackShard(spec)]
+
+
+def pack_corpus(
+    spec: dict[str, Any], tokenizer_fp: str, run_stage: Callable = run_in_launch
+) -> Path:
+    """Pack this rank's share of the missing parts, wait for the others, publish meta.json."""
+    out = Path(spec["out"])
+    if not (out / "meta.json").is_file():
+        run_stage(pack_pipeline(spec), len(spec["shards"]), out / "datatrove", "packing")
+        publish_once(
+            out / "meta.json",
+            lambda tmp: tmp.write_text(json.dumps(build_pack_meta(spec, tokenizer_fp), indent=1)),
+            out / "datatrove",
+            "the packing meta.json",
+        )
+    return out

@@ -1,0 +1,209 @@
+"""`scripts/prepare.py`: the data stages outside a training launch, on datatrove's executors.
+
+    python scripts/prepare.py --config configs/pep8_awr.yaml --executor local --workers 16
+    python scripts/prepare.py --config configs/pep8_awr.yaml --executor slurm \
+        --partition cpu --time 04:00:00 --env_command "source .venv/bin/activate"
+    python scripts/prepare.py --config configs/pep8_awr.yaml --executor ray --workers 64
+
+The stages and their files are those a training launch makes itself (`harness.data.pipeline`):
+scoring (one task per corpus unit), a one-task step that publishes the manifest, the dedup mask
+and the BPE tokenizer, packing (one task per shard) and a one-task step that publishes the
+packed `meta.json`. `local` runs them now with a pool of workers; `ray` runs them on a Ray
+cluster (`pip install -e ".[ray]"`), each stage waiting for the one before; `slurm` submits them as
+dependent job arrays and returns (datatrove requeues preempted tasks; rerun the same command
+to resubmit what is left). Afterwards `deepspeed scripts/train.py --config ...` with the same
+config finds everything prepared and starts training in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datatrove.pipeline.base import PipelineStep
+
+from harness.config import Config, scorer_options_for
+from harness.data.pack_stage import build_pack_meta, pack_pipeline, pack_spec
+from harness.data.pipeline import (
+    bpe_file,
+    ensure_tokenizer,
+    packed_dir_for,
+    plan_corpus,
+    prepare_data,
+)
+from harness.data.tasks import local_executor
+from harness.scoring.shards import ScoringJob, build_manifest, pin_job, scoring_pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterOptions:
+    """How `scripts/prepare.py` runs the stages."""
+
+    executor: str = "local"
+    workers: int = 1  # local: processes; ray/slurm: tasks at once (-1: no limit)
+    partition: str | None = None  # slurm
+    time: str = "04:00:00"  # slurm: time limit of one task
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: float = 4.0
+    env_command: str | None = None  # slurm: run before each task, e.g. activating a venv
+    sbatch_args: dict[str, Any] = field(default_factory=dict)
+
+
+class FinishScoring(PipelineStep):
+    """One task after scoring: the manifest, the dedup mask (if asked) and the BPE tokenizer."""
+
+    name = "manifest, dedup mask, tokenizer"
+    type = "🏁 - FINISH"
+
+    def __init__(self, cfg_dict: dict[str, Any], folder: str, job: dict[str, Any]):
+        super().__init__()
+        self.cfg_dict, self.folder, self.job = cfg_dict, folder, job
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        """Publish what the pack stage needs."""
+        from harness.config import config_from_dict
+        from harness.data.pack_stage import ensure_dedup_mask
+        from harness.data.tasks import publish_once
+
+        cfg = config_from_dict(self.cfg_dict)
+        folder = Path(self.folder)
+        job = ScoringJob(**{k: v for k, v in self.job.items() if k != "schema_version"})
+        publish_once(
+            folder / "manifest.json",
+            lambda tmp: tmp.write_text(json.dumps(build_manifest(folder, job), indent=1)),
+            folder / "datatrove",
+            "the scoring manifest",
+        )
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if cfg.data.dedup:
+            ensure_dedup_mask(folder, manifest)
+        ensure_tokenizer(cfg, folder, manifest)
+        return
+        yield
+
+
+class FinishPacking(PipelineStep):
+    """One task after packing: the packed folder's meta.json."""
+
+    name = "packed meta.json"
+    type = "🏁 - FINISH"
+
+    def __init__(self, spec: dict[str, Any]):
+        super().__init__()
+        self.spec = spec
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        """Publish meta.json with the tokenizer's real fingerprint."""
+        from harness.data.tasks import publish_once
+        from harness.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+
+        s = self.spec
+        fp = tokenizer_fingerprint(load_tokenizer(s["tokenizer"], s["control_tokens"]))
+        out = Path(s["out"])
+        publish_once(
+            out / "meta.json",
+            lambda tmp: tmp.write_text(json.dumps(build_pack_meta(s, fp), indent=1)),
+            out / "datatrove",
+            "the packing meta.json",
+        )
+        return
+        yield
+
+
+def _stages(cfg: Config, objective: Any) -> list[tuple[str, list, int, Path]]:
+    """(name, pipeline, tasks, logging dir) of the four stages, in order."""
+    from harness.config import config_to_dict
+
+    plan, folder = plan_corpus(cfg)
+    options = scorer_options_for(cfg.data)
+    job = ScoringJob(cfg.data.scorer, dict(options), plan.fingerprint, len(plan.units))
+    pin_job(folder, job, plan)
+    tokenizer = cfg.data.tokenizer or str(bpe_file(cfg, plan.fingerprint))
+    out = packed_dir_for(cfg, job.to_dict(), objective)
+    spec = pack_spec(cfg, folder, job.num_shards, out, tokenizer, objective)
+    finish = FinishScoring(config_to_dict(cfg), str(folder), job.to_dict())
+    n = job.num_shards
+    return [
+        (
+            "score",
+            scoring_pipeline(folder, cfg.data, cfg.data.scorer, options),
+            n,
+            folder / "datatrove",
+        ),
+        ("finish_scoring", [finish], 1, folder / "datatrove-finish"),
+        ("pack", pack_pipeline(spec), n, out / "datatrove"),
+        ("finish_packing", [FinishPacking(spec)], 1, out / "datatrove-finish"),
+    ]
+
+
+def _slurm(stages, opts: ClusterOptions, run_name: str):
+    from datatrove.executor import SlurmPipelineExecutor
+
+    if not opts.partition:
+        raise ValueError("--executor slurm needs --partition (the SLURM partition to submit to)")
+    executor = None
+    for name, pipeline, tasks, logs in stages:
+        executor = SlurmPipelineExecutor(
+            pipeline=pipeline,
+            tasks=tasks,
+            workers=opts.workers,
+            time=opts.time,
+            partition=opts.partition,
+            cpus_per_task=opts.cpus_per_task,
+            mem_per_cpu_gb=opts.mem_per_cpu_gb,
+            job_name=f"{run_name}-{name}",
+            env_command=opts.env_command,
+            sbatch_args=opts.sbatch_args or None,
+            logging_dir=str(logs),
+            depends=executor,
+        )
+    return executor
+
+
+def _ray(stages, opts: ClusterOptions):
+    try:
+        from datatrove.executor import RayPipelineExecutor
+    except ImportError:
+        raise ValueError('--executor ray needs Ray: pip install -e ".[ray]"') from None
+    executor = None
+    for _, pipeline, tasks, logs in stages:
+        executor = RayPipelineExecutor(
+            pipeline=pipeline,
+            tasks=tasks,
+            workers=opts.workers,
+            cpus_per_task=opts.cpus_per_task,
+            mem_per_cpu_gb=opts.mem_per_cpu_gb,
+            logging_dir=str(logs),
+            depends=executor,
+        )
+    return executor
+
+
+def prepare(cfg: Config, opts: ClusterOptions) -> str:
+    """Run (local, ray) or submit (slurm) every data stage of `cfg`; returns a summary line."""
+    from harness.objectives import build_objective
+
+    objective = build_objective(cfg.objective, cfg.run.seed)
+    if opts.executor == "local":
+
+        def run_stage(pipeline, n_tasks, logging_dir, what):
+            local_executor(pipeline, n_tasks, logging_dir, 0, n_tasks, workers=opts.workers).run()
+
+        data = prepare_data(cfg, objective, run_stage=run_stage)
+        return (
+            f"prepared {len(data.train)} train and {len(data.heldout)} held-out blocks in "
+            f"{data.packed_dir} (scored shards: {data.scored_dir})"
+        )
+    stages = _stages(cfg, objective)
+    if opts.executor == "slurm":
+        _slurm(stages, opts, cfg.run.name).run()
+        return f"submitted {len(stages)} dependent SLURM job arrays; logs under {stages[0][3]}"
+    if opts.executor == "ray":
+        _ray(stages, opts).run()
+        return f"prepared with Ray: packed blocks in {stages[2][3].parent}"
+    raise ValueError(f"--executor: unknown {opts.executor!r}; choose local, slurm or ray")
