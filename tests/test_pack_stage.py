@@ -1,0 +1,168 @@
+"""Packing once: every split in one pass, parts read in place, dedup by digest, the BPE sample,
+and the same files from 1 or 2 workers and after a task is redone."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.config import parse_config
+from harness.data.corpus import is_heldout
+from harness.data.packing import PackedBlocks, pack_blocks
+from harness.data.pipeline import prepare_data
+from harness.data.tokenizer import bpe_sample
+from harness.objectives import build_objective
+from harness.scoring.shards import read_shard, shard_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_cfg(tmp_path, *extra):
+    corpus = tmp_path / "corpus"
+    if not corpus.exists():
+        corpus.mkdir()
+        for i in range(60):
+            body = "".join(f"def f{i}_{j}(x):\n    return x+{j}\n" for j in range(i % 9 + 1))
+            (corpus / f"m{i:02d}.py").write_text(body)
+    args = [
+        "--config",
+        str(ROOT / "configs" / "quickstart.yaml"),
+        "--data.corpus",
+        str(corpus),
+        "--data.max_documents",
+        "null",
+        "--data.num_shards",
+        "6",
+        "--data.vocab_size",
+        "400",
+        "--data.seq_len",
+        "16",
+        "--data.heldout_fraction",
+        "0.2",
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        *extra,
+    ]
+    return parse_config(args)
+
+
+def bundle(cfg):
+    return prepare_data(cfg, build_objective(cfg.objective, cfg.run.seed))
+
+
+def all_blocks(blocks):
+    return blocks[list(range(len(blocks)))]
+
+
+def file_digests(folder):
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file() and not any(part.startswith("datatrove") for part in p.parts)
+    }
+
+
+def test_one_pass_writes_every_split_as_per_shard_packing_would(tmp_path):
+    cfg = make_cfg(tmp_path)
+    data = bundle(cfg)
+    manifest = json.loads((data.scored_dir / "manifest.json").read_text())
+    shards = shard_paths(data.scored_dir, manifest)
+    assert len(shards) == 6
+    for split, heldout in (("train", False), ("heldout", True)):
+        expected_tokens = []
+        for k, shard in enumerate(shards):
+            recs = [r for r in read_shard(shard) if is_heldout(r["id"], 0.2) == heldout]
+            part = PackedBlocks(
+                pack_blocks(recs, data.tokenizer, 16, tmp_path / f"ref-{split}-{k}")
+            )
+            expected_tokens.append(all_blocks(part)[0])
+        blocks = data.train if split == "train" else data.heldout
+        tokens, scores = all_blocks(blocks)
+        assert np.array_equal(tokens, np.concatenate(expected_tokens))
+        assert scores.shape == tokens.shape and tokens.dtype == np.int64
+    assert len(data.train) > 10 * len(data.heldout) / 4 > 0
+    assert data.lm_eval.meta == data.heldout.meta  # MLE reads held-out text as it trained
+    meta = json.loads((data.packed_dir / "meta.json").read_text())
+    assert [p["path"] for p in meta["splits"]["train"]["parts"]][:2] == [
+        "parts/part-00000/train",
+        "parts/part-00001/train",
+    ]
+
+
+def test_parts_are_read_in_place_through_offsets(tmp_path):
+    data = bundle(make_cfg(tmp_path))
+    blocks = data.train
+    tokens, scores = all_blocks(blocks)
+    n = len(blocks)
+    for i in (0, 1, n // 2, n - 1, -1):
+        assert np.array_equal(blocks[i][0], tokens[i])
+    picked = blocks[[n - 1, 0, n // 2]]
+    assert np.array_equal(picked[0], tokens[[n - 1, 0, n // 2]])
+    with pytest.raises(IndexError):
+        blocks[n]
+
+
+def test_conditional_objective_gets_its_own_lm_eval_split_in_the_same_pass(tmp_path):
+    cfg = make_cfg(
+        tmp_path,
+        "--objective.name",
+        "conditional",
+        "--objective.threshold",
+        "0.0",
+        "--objective.drop_token_fraction",
+        "0.5",
+    )
+    data = bundle(cfg)
+    aligned = data.tokenizer.convert_tokens_to_ids("<|aligned|>")
+    lm_eval = all_blocks(data.lm_eval)[0]
+    heldout = all_blocks(data.heldout)[0]
+    # lm_eval: every segment behind its true token; heldout: half of the tokens dropped
+    assert (lm_eval == aligned).sum() > (heldout == aligned).sum() > 0
+    meta = json.loads((data.packed_dir / "meta.json").read_text())
+    assert set(meta["splits"]) == {"train", "heldout", "lm_eval"}
+    assert (data.packed_dir / "parts" / "part-00000" / "lm_eval" / "tokens.bin").is_file()
+
+
+def test_dedup_keeps_the_first_copy_by_digest(tmp_path):
+    cfg = make_cfg(tmp_path)
+    corpus = Path(cfg.data.corpus)
+    for i in range(60, 75):  # copies of earlier files, sorted after them (other shards)
+        (corpus / f"m{i:02d}.py").write_text((corpus / f"m{i - 60:02d}.py").read_text())
+    plain = bundle(make_cfg(tmp_path))
+    deduped = bundle(make_cfg(tmp_path, "--data.dedup", "true"))
+    docs = lambda d: d.train.meta["num_documents"] + d.heldout.meta["num_documents"]  # noqa: E731
+    assert docs(plain) == 75 and docs(deduped) == 60
+    mask = np.load(deduped.scored_dir / "dedup-keep.npy")
+    assert mask.tolist() == [True] * 60 + [False] * 15
+
+
+def test_bpe_sample_is_bounded_and_whole_when_the_corpus_is_small():
+    recs = [{"id": f"d{i}", "texts": ["x" * 100]} for i in range(1000)]
+    everything = list(bpe_sample(recs, lambda r: True, 100_000, 10**9))
+    assert len(everything) == 1000
+    some = list(bpe_sample(recs, lambda r: True, 100_000, 20_000))
+    assert 150 <= len(some) <= 200 and sum(map(len, some)) <= 20_000 + 100
+    assert some == list(bpe_sample(recs, lambda r: True, 100_000, 20_000))  # by id hash
+
+
+def test_a_redone_task_and_two_workers_give_the_same_files(tmp_path):
+    from harness.data.prepare import ClusterOptions, prepare
+
+    cfg = make_cfg(tmp_path)
+    first = bundle(cfg)
+    scored, packed = file_digests(first.scored_dir), file_digests(first.packed_dir)
+    # Task 3 of packing killed: its part and completion marker gone, meta.json never written.
+    shutil.rmtree(first.packed_dir / "parts" / "part-00003")
+    (first.packed_dir / "datatrove" / "completions" / "00003").unlink()
+    (first.packed_dir / "meta.json").unlink()
+    again = bundle(cfg)
+    assert file_digests(again.packed_dir) == packed
+    # A fresh cache prepared by two local workers: the same bytes.
+    other = make_cfg(tmp_path, "--data.cache_dir", str(tmp_path / "cache2"))
+    prepare(other, ClusterOptions(executor="local", workers=2))
+    two = bundle(other)
+    assert file_digests(two.scored_dir) == scored
+    assert file_digests(two.packed_dir) == packed
