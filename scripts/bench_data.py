@@ -1,11 +1,19 @@
-"""Data-stage benchmark: scoring throughput on 1 and 2 ranks, packing tokens/s, loader resume time.
+"""Data-stage benchmark: memory and time of score + pack at scale, relaunch, scoring and packing rates.
 
-    python scripts/bench_data.py --json-out docs/benchmarks/data.json
+    python scripts/make_synthetic_corpus.py --out /work/bench/c04 --size 400MB --kind mixed
+    python scripts/bench_data.py scale --corpus "/work/bench/c04/jsonl/*.jsonl" --label 0.4GB \
+        --json-out docs/benchmarks/data-0.4GB.json
+    python scripts/bench_data.py scoring --docs 800 --json-out docs/benchmarks/data-scoring.json
 
-Scoring runs the real `score_shards` in N processes joined by a gloo process group (as under
-`deepspeed --num_gpus N scripts/score.py`), timed on rank 0 from a barrier before to the barrier
-after all shards are written. Corpora: the Python standard library (pep8) and Debian's
-/usr/share/doc/*/copyright files (pii; offline prose full of names, e-mails and URLs).
+`scale` runs what a user runs, as subprocesses watched by psutil (peak RSS of every process of
+the tree, sampled every 0.1 s): `scripts/prepare.py --workers 2` (score, BPE, pack), a relaunch
+of the data stage on the prepared corpus in a fresh process (plan check + manifests only), and
+a 2-rank `deepspeed scripts/train.py` launch of one step on it. It reports each stage's wall time
+(from the harness's own "data stage times" log line), packing tokens/s per core and the disk used.
+
+`scoring` compares the raw scorer (`Scorer.score_documents` in one process, no pipeline) with
+the datatrove scoring stage on 1 and 2 local workers over the same documents: documents/s per
+core, its ratio to the raw rate, and the 2-worker speedup.
 """
 
 from __future__ import annotations
@@ -14,186 +22,263 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-
-from harness.config import DataConfig
-from harness.data.corpus import fingerprint, load_documents
-
-
-def corpus_for(task: str, max_docs: int) -> DataConfig:
-    """The offline corpus each task is benchmarked on."""
-    if task == "pep8":
-        return DataConfig(corpus="stdlib", max_documents=max_docs)
-    return DataConfig(corpus="/usr/share/doc", file_glob="*/copyright", max_documents=None)
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = [
+    "--config",
+    str(ROOT / "configs" / "pep8_awr.yaml"),
+    "--config",
+    str(ROOT / "configs" / "quickstart.yaml"),
+]
 
 
-def load_bench_documents(task: str, max_docs: int):
-    """The benchmark documents; prose files over 100 kB (two 2 MB boost licences) are left out,
-    since one such document alone would dominate a shard and measure nothing but its own size."""
-    docs = load_documents(corpus_for(task, max_docs))
-    if task == "pii":
-        docs = [d for d in docs if len(d.text) <= 100_000]
-    return docs[:max_docs]
+def run_watched(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run `cmd`, sampling the RSS of it and all its descendants; wall time, peaks, output."""
+    import psutil
 
-
-def _score_worker(
-    rank: int, world: int, port: int, task: str, max_docs: int, out_dir: str, result_file: str
-) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    from harness.scoring.shards import score_shards
-
-    docs = load_bench_documents(task, max_docs)
-    fp = fingerprint(docs)
-    if task == "pii":  # build the scorer (spaCy, scrubadub) outside the timed section
-        from harness.scoring import build_scorer
-
-        build_scorer("pii").score_texts(["warm up john@example.com"])
-    dist.barrier()
     start = time.perf_counter()
-    score_shards(docs, fp, Path(out_dir), 16, task, {}, progress=False)
-    elapsed = time.perf_counter() - start
-    if rank == 0:
-        size_mb = sum(len(d.text.encode()) for d in docs) / 1e6
-        Path(result_file).write_text(
-            json.dumps({"docs": len(docs), "mb": size_mb, "seconds": elapsed})
-        )
-    dist.destroy_process_group()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
+    )
+    peaks: dict[int, tuple[int, str]] = {}
+    out_lines: list[str] = []
+    import threading
+
+    reader = threading.Thread(target=lambda: out_lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for p in procs:
+            try:
+                rss = p.memory_info().rss
+                name = " ".join(p.cmdline()[:3])[-60:]
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if rss > peaks.get(p.pid, (0, ""))[0]:
+                peaks[p.pid] = (rss, name)
+        time.sleep(0.1)
+    proc.wait()
+    reader.join(timeout=5)
+    wall = time.perf_counter() - start
+    output = "".join(out_lines)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{output[-3000:]}")
+    top = sorted(peaks.values(), reverse=True)
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mb_max": round(top[0][0] / 2**20) if top else 0,
+        "peak_rss_mb_by_process": [[round(r / 2**20), n] for r, n in top[:6]],
+        "output": output,
+    }
 
 
-def bench_scoring(task: str, world: int, max_docs: int) -> dict:
-    """Documents/s and MB/s of scoring `max_docs` documents on `world` processes."""
+def stage_times(output: str) -> dict[str, float]:
+    """The harness's 'data stage times' line, as numbers."""
+    m = re.findall(
+        r"data stage times: scoring ([\d.]+) s, tokenizer ([\d.]+) s, packing ([\d.]+) s", output
+    )
+    if not m:
+        return {}
+    s, t, p = (float(x) for x in m[-1])
+    return {"scoring_s": s, "tokenizer_s": t, "packing_s": p}
+
+
+def disk_mb(path: Path) -> float:
+    """Megabytes of the files under `path`."""
+    return round(sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6, 1)
+
+
+RELAUNCH = """
+import sys, time, json
+t0 = time.perf_counter()
+from harness.config import parse_config
+from harness.data.pipeline import plan_corpus, prepare_data
+from harness.objectives import build_objective
+import transformers  # noqa: F401 (imported by any training launch anyway: not the data stage's cost)
+cfg = parse_config(sys.argv[1:])
+obj = build_objective(cfg.objective, cfg.run.seed)
+t1 = time.perf_counter()
+plan, _ = plan_corpus(cfg)
+data = prepare_data(cfg, obj, plan)
+t2 = time.perf_counter()
+manifest = json.loads((data.scored_dir / "manifest.json").read_text())
+print(json.dumps({"imports_and_config_s": t1 - t0, "data_stage_s": t2 - t1,
+                  "train_blocks": len(data.train), "train_tokens": data.train.meta["num_tokens"],
+                  "text_bytes": manifest["text_bytes"], "documents": manifest["rows"]}))
+"""
+
+
+def bench_scale(corpus: str, label: str, workers: int, cache: Path, vocab: int) -> dict:
+    """Prepare, relaunch and train one step on a scored corpus; memory and times of each."""
     from harness.distributed import free_port
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
-    try:
-        result = tmp / "result.json"
-        mp.spawn(
-            _score_worker,
-            args=(world, free_port(), task, max_docs, str(tmp / "scored"), str(result)),
-            nprocs=world,
-        )
-        r = json.loads(result.read_text())
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "task": task,
-        "ranks": world,
-        "documents": r["docs"],
-        "MB": round(r["mb"], 2),
-        "seconds": round(r["seconds"], 2),
-        "docs_per_s": round(r["docs"] / r["seconds"], 1),
-        "MB_per_s": round(r["mb"] / r["seconds"], 3),
-    }
-
-
-def bench_packing(max_docs: int) -> dict:
-    """Tokens/s of tokenizing and packing scored pep8 records (BPE trained beforehand, not timed)."""
-    from harness.data.packing import pack_blocks
-    from harness.data.tokenizer import load_tokenizer, train_bpe
-    from harness.scoring import build_scorer
-
-    docs = load_bench_documents("pep8", max_docs)
-    records = [
-        {"id": d.id, **r}
-        for d, r in zip(
-            docs, build_scorer("pep8").score_documents([d.text for d in docs]), strict=True
-        )
+    args = [
+        *QUICK,
+        "--data.corpus",
+        corpus,
+        "--data.max_documents",
+        "null",
+        "--data.seq_len",
+        "1024",
+        "--data.vocab_size",
+        str(vocab),
+        "--data.cache_dir",
+        str(cache),
     ]
-    tmp = Path(tempfile.mkdtemp(prefix="bench-pack-"))
-    try:
-        train_bpe([d.text for d in docs], 8192, tmp / "tok.json")
-        tok = load_tokenizer(tmp / "tok.json")
-        start = time.perf_counter()
-        folder = pack_blocks(records, tok, 1024, tmp / "packed")
-        elapsed = time.perf_counter() - start
-        meta = json.loads((folder / "meta.json").read_text())
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    prep = run_watched(
+        [sys.executable, "scripts/prepare.py", *args, "--workers", str(workers)], env
+    )
+    times = stage_times(prep["output"])
+    relaunch = run_watched([sys.executable, "-c", RELAUNCH, *args], env)
+    rel = json.loads(relaunch["output"].strip().splitlines()[-1])
+    train_args = [
+        *args,
+        "--run.output_dir",
+        str(cache / "run"),
+        "--train.max_steps",
+        "1",
+        "--train.global_batch_size",
+        "4",
+        "--train.micro_batch_size",
+        "2",
+        "--eval.scenarios",
+        "[]",
+        "--eval.export_hf",
+        "false",
+        "--logging.wandb",
+        "disabled",
+        "--logging.progress_bar",
+        "false",
+    ]
+    launch = run_watched(
+        [
+            "deepspeed",
+            "--num_gpus",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "scripts/train.py",
+            *train_args,
+        ],
+        env,
+    )
+    ranks = [r for r in launch["peak_rss_mb_by_process"] if "train.py" in r[1]]
+    tokens = rel["train_tokens"]
     return {
-        "documents": meta["num_documents"],
-        "tokens": meta["num_tokens"],
-        "seconds": round(elapsed, 2),
-        "tokens_per_s": round(meta["num_tokens"] / elapsed),
+        "label": label,
+        "corpus_text_mb": round(rel["text_bytes"] / 1e6, 1),
+        "corpus_documents": rel["documents"],
+        "prepare": {k: v for k, v in prep.items() if k != "output"},
+        "stage_times": times,
+        "packing_tokens_per_s_per_core": round(
+            tokens / max(times.get("packing_s", 0), 1e-9) / workers
+        )
+        if times
+        else None,
+        "train_tokens": tokens,
+        "relaunch": {**{k: v for k, v in relaunch.items() if k != "output"}, **rel},
+        "train_1_step_2_ranks": {
+            "wall_s": launch["wall_s"],
+            "peak_rss_mb_per_rank": [r[0] for r in ranks] or launch["peak_rss_mb_by_process"],
+        },
+        "disk_mb": {
+            "scored": disk_mb(cache / "scored"),
+            "tokenizers": disk_mb(cache / "tokenizers"),
+            "packed": disk_mb(cache / "packed"),
+        },
     }
 
 
-def bench_loader_resume(num_blocks: int = 2_000_000) -> dict:
-    """Seconds to build a loader at `blocks_consumed` 10 vs 10^6 and fetch its next step."""
-    import numpy as np
+def bench_scoring(docs: int, workers: list[int]) -> dict:
+    """Raw scorer rate vs the datatrove scoring stage on 1 and 2 workers, same documents."""
+    from harness.config import DataConfig
+    from harness.data.corpus import iter_documents
+    from harness.data.plan import make_plan
+    from harness.data.tasks import local_executor
+    from harness.scoring import build_scorer
+    from harness.scoring.shards import ScoringJob, pin_job, scoring_pipeline
 
-    from harness.data.loader import BlockLoader, LoaderState
-    from harness.data.packing import PackedBlocks
-
-    tmp = Path(tempfile.mkdtemp(prefix="bench-loader-"))
-    try:
-        seq_len = 8
-        np.zeros(num_blocks * seq_len, dtype=np.uint16).tofile(tmp / "tokens.bin")
-        np.zeros(num_blocks * seq_len, dtype=np.float32).tofile(tmp / "scores.bin")
-        (tmp / "meta.json").write_text(
-            json.dumps(
-                {
-                    "num_blocks": num_blocks,
-                    "seq_len": seq_len,
-                    "token_dtype": "uint16",
-                    "num_tokens": num_blocks * seq_len,
-                }
-            )
+    data = DataConfig(corpus="stdlib", max_documents=docs, num_shards=16)
+    texts = [d.text for d in iter_documents(data)]
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    scorer = build_scorer("pep8")
+    start = time.perf_counter()
+    scorer.score_documents(texts)
+    raw_s = time.perf_counter() - start
+    out = {
+        "documents": len(texts),
+        "MB": round(mb, 2),
+        "raw_scorer": {"seconds": round(raw_s, 2), "docs_per_s": round(len(texts) / raw_s, 1)},
+    }
+    for w in workers:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
+        try:
+            plan = make_plan(data)
+            pin_job(tmp, ScoringJob("pep8", {}, plan.fingerprint, len(plan.units)), plan)
+            pipeline = scoring_pipeline(tmp, data, "pep8", {})
+            start = time.perf_counter()
+            local_executor(
+                pipeline, len(plan.units), tmp / "datatrove", 0, len(plan.units), w
+            ).run()
+            s = time.perf_counter() - start
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        rate = len(texts) / s
+        out[f"pipeline_{w}_workers"] = {
+            "seconds": round(s, 2),
+            "docs_per_s": round(rate, 1),
+            "docs_per_s_per_core_vs_raw": round(rate / w / out["raw_scorer"]["docs_per_s"], 3),
+        }
+    if 1 in workers and 2 in workers:
+        out["speedup_2_vs_1"] = round(
+            out["pipeline_1_workers"]["seconds"] / out["pipeline_2_workers"]["seconds"], 2
         )
-        blocks = PackedBlocks(tmp)
-        out = {}
-        for consumed in (10, 10**6):
-            times = []
-            for _ in range(5):
-                start = time.perf_counter()
-                BlockLoader(
-                    blocks, 64, 8, 0, 1, LoaderState(blocks_consumed=consumed, seed=1)
-                ).next_step()
-                times.append(time.perf_counter() - start)
-            out[f"resume_at_{consumed}_s"] = round(sorted(times)[2], 4)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
 def main() -> None:
-    """Run the benchmarks and print (and optionally save) a JSON report."""
+    """Run one benchmark and print (and optionally save) its JSON report."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pep8-docs", type=int, default=800)
-    parser.add_argument("--pii-docs", type=int, default=300)
-    parser.add_argument("--pack-docs", type=int, default=1000)
-    parser.add_argument("--json-out", type=str, default=None)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    scale = sub.add_parser("scale")
+    scale.add_argument("--corpus", required=True, help="data.corpus: files or a glob")
+    scale.add_argument("--label", default="")
+    scale.add_argument("--workers", type=int, default=2)
+    scale.add_argument("--vocab", type=int, default=8192)
+    scale.add_argument(
+        "--cache", default=None, help="cache folder (default: a temp folder, deleted)"
+    )
+    scoring = sub.add_parser("scoring")
+    scoring.add_argument("--docs", type=int, default=800)
+    for p in (scale, scoring):
+        p.add_argument("--json-out", default=None)
     args = parser.parse_args()
-    report = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-        },
-        "scoring": [],
-    }
-    for task, n in (("pep8", args.pep8_docs), ("pii", args.pii_docs)):
-        one = bench_scoring(task, 1, n)
-        two = bench_scoring(task, 2, n)
-        two["speedup_vs_1"] = round(one["seconds"] / two["seconds"], 2)
-        report["scoring"] += [one, two]
-        print(json.dumps(one), json.dumps(two), sep="\n", flush=True)
-    report["packing"] = bench_packing(args.pack_docs)
-    print(json.dumps(report["packing"]), flush=True)
-    report["loader"] = bench_loader_resume()
-    print(json.dumps(report["loader"]), flush=True)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    if args.mode == "scale":
+        cache = Path(args.cache or tempfile.mkdtemp(prefix="bench-scale-"))
+        try:
+            report = bench_scale(args.corpus, args.label, args.workers, cache, args.vocab)
+        finally:
+            if args.cache is None:
+                shutil.rmtree(cache, ignore_errors=True)
+    else:
+        report = bench_scoring(args.docs, [1, 2])
+    report = {"machine": machine, "command": sys.argv, **report}
+    print(json.dumps(report, indent=2))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=2))

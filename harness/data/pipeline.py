@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,10 +182,20 @@ def prepare_data(
     `run_stage(pipeline, n_tasks, logging_dir, what)` runs a stage's tasks: by default this
     rank's slice inside a launch; `harness.data.prepare` passes a multi-worker local executor.
     """
+    started = time.perf_counter()
     scored, manifest, corpus_fp = run_scoring(cfg, plan, run_stage)
+    scored_at = time.perf_counter()
     tok_path = ensure_tokenizer(cfg, scored, manifest)
+    tokenizer_at = time.perf_counter()
     tok, out, train, heldout, lm_eval = pack_data(
         cfg, scored, manifest, tok_path, objective, run_stage
+    )
+    # One line a benchmark (scripts/bench_data.py) and a user can read the stages' cost from.
+    log.info(
+        "data stage times: scoring %.2f s, tokenizer %.2f s, packing %.2f s",
+        scored_at - started,
+        tokenizer_at - scored_at,
+        time.perf_counter() - tokenizer_at,
     )
     log.info(
         "data: %d scored documents in %s; %d train blocks (%d tokens), %d held-out blocks of %d "
