@@ -7,9 +7,9 @@ import pytest
 
 from harness.config import DataConfig
 from harness.data.corpus import is_heldout, iter_documents
-from harness.data.plan import make_plan
 from harness.data.loader import BlockLoader, LoaderState
 from harness.data.packing import PackedBlocks, pack_blocks
+from harness.data.plan import make_plan
 from harness.data.tokenizer import EOS, load_tokenizer, train_bpe
 
 TEXTS = [

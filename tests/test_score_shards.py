@@ -55,7 +55,10 @@ def test_output_loads_with_datasets(tmp_path):
     data = folder_corpus(tmp_path)
     score(data, tmp_path / "s")
     ds = datasets.load_dataset(
-        "parquet", data_dir=str(tmp_path / "s" / "data"), split="train", cache_dir=str(tmp_path / "hf")
+        "parquet",
+        data_dir=str(tmp_path / "s" / "data"),
+        split="train",
+        cache_dir=str(tmp_path / "hf"),
     )
     assert sorted(ds["id"]) == [f"f{i:03d}.py" for i in range(23)]
 

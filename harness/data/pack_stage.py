@@ -104,7 +104,8 @@ class PackShard(PipelineStep):
         treatments = self._treatments()
         part = Path(s["out"]) / "parts" / f"part-{rank:05d}"
         tmp = part.with_name(f".{part.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in part.parent.glob(f".{part.name}.tmp*"):  # a killed worker's, on this task
+            shutil.rmtree(stale, ignore_errors=True)
         dtype = token_dtype(len(tok))
         writers = {split: BlockWriter(tmp / split, s["seq_len"], dtype) for split in treatments}
         keep = None

@@ -135,6 +135,8 @@ def publish_once(path: Path, write: Callable[[Path], None], logging_dir: Path, w
     if path.is_file():
         return
     if dist.is_main():
+        for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
             write(tmp)

@@ -173,6 +173,10 @@ class ShardWriter(PipelineStep):
         path = folder / shard_name(rank, self.num_shards)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        stale = [*path.parent.glob(f".{path.name}.tmp*")]
+        stale += (folder / "index").glob(f".shard-{rank:05d}.*.tmp*")
+        for leftover in stale:  # a killed worker's, on this task
+            leftover.unlink(missing_ok=True)
         rows: list[dict[str, Any]] = []
         digests: list[int] = []
         text_bytes = 0
