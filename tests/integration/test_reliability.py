@@ -320,5 +320,5 @@ def test_bad_data_fails_with_one_line_naming_the_file(tmp_path):
     proc = python_run("train.py", ["--config", str(cfg)])
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: data.corpus:") and "bad.jsonl record 0" in last
+    assert last.startswith("error: data.corpus:") and "bad.jsonl:1" in last
     assert not (tmp_path / "run").exists()
