@@ -166,3 +166,15 @@ def test_a_redone_task_and_two_workers_give_the_same_files(tmp_path):
     two = bundle(other)
     assert file_digests(two.scored_dir) == scored
     assert file_digests(two.packed_dir) == packed
+
+
+def test_only_a_bounded_number_of_parts_stays_mapped(tmp_path, monkeypatch):
+    import harness.data.packing as packing
+
+    data = bundle(make_cfg(tmp_path))
+    expected = all_blocks(data.train)[0]
+    monkeypatch.setattr(packing, "OPEN_PARTS", 2)
+    blocks = PackedBlocks(data.packed_dir, "train")
+    order = np.random.default_rng(0).permutation(len(blocks))
+    assert np.array_equal(blocks[order.tolist()][0], expected[order])
+    assert sum(p._maps is not None for p in blocks._parts) <= 2 < len(blocks._parts)

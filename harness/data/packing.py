@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -185,18 +186,38 @@ def pack_blocks(
 
 
 class _Part:
-    """One memory-mapped (tokens, scores) pair of a packed folder."""
+    """One (tokens, scores) pair of a packed folder, memory-mapped on first use.
+
+    Every mapping holds a file descriptor: a paper-size corpus has hundreds of parts per split
+    (over the usual limit of 1024 descriptors for three splits), so `PackedBlocks` keeps at most
+    OPEN_PARTS of them mapped and drops the least recently used.
+    """
 
     def __init__(self, folder: Path, meta: dict[str, Any]):
-        n, t = meta["num_blocks"], meta["seq_len"]
-        if n == 0:
-            self.tokens = np.zeros((0, t), dtype=meta["token_dtype"])
-            self.scores = np.zeros((0, t), dtype=np.float32)
-        else:
-            self.tokens = np.memmap(
-                folder / "tokens.bin", dtype=meta["token_dtype"], mode="r", shape=(n, t)
-            )
-            self.scores = np.memmap(folder / "scores.bin", dtype=np.float32, mode="r", shape=(n, t))
+        self.folder = folder
+        self.num_blocks, self.seq_len = meta["num_blocks"], meta["seq_len"]
+        self.dtype = meta["token_dtype"]
+        self._maps: tuple[np.ndarray, np.ndarray] | None = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens, scores) of shape (num_blocks, seq_len)."""
+        if self._maps is None:
+            shape = (self.num_blocks, self.seq_len)
+            if self.num_blocks == 0:
+                self._maps = (np.zeros(shape, self.dtype), np.zeros(shape, np.float32))
+            else:
+                self._maps = (
+                    np.memmap(self.folder / "tokens.bin", dtype=self.dtype, mode="r", shape=shape),
+                    np.memmap(self.folder / "scores.bin", dtype=np.float32, mode="r", shape=shape),
+                )
+        return self._maps
+
+    def close(self) -> None:
+        """Drop the mappings (they are made again on the next use)."""
+        self._maps = None
+
+
+OPEN_PARTS = 64
 
 
 class PackedBlocks:
@@ -229,7 +250,8 @@ class PackedBlocks:
                 )
                 for p in self.meta["parts"]
             ]
-        counts = [len(p.tokens) for p in self._parts]
+        self._open: OrderedDict[int, None] = OrderedDict()
+        counts = [p.num_blocks for p in self._parts]
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         if self._offsets[-1] != self.meta["num_blocks"]:
             raise ValueError(
@@ -249,30 +271,31 @@ class PackedBlocks:
         """The token array of a one-part folder."""
         if len(self._parts) != 1:
             raise AttributeError("a multi-part split has no single token array; index it instead")
-        return self._parts[0].tokens
+        return self._parts[0].arrays()[0]
 
-    def _locate(self, idx: int) -> tuple[_Part, int]:
+    def _arrays(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self._open[k] = None
+        self._open.move_to_end(k)
+        if len(self._open) > OPEN_PARTS:
+            self._parts[self._open.popitem(last=False)[0]].close()
+        return self._parts[k].arrays()
+
+    def _locate(self, idx: int) -> tuple[int, int]:
         if not -len(self) <= idx < len(self):
             raise IndexError(f"block {idx} out of range ({len(self)} blocks)")
         idx %= len(self)
         k = int(np.searchsorted(self._offsets, idx, side="right")) - 1
-        return self._parts[k], idx - int(self._offsets[k])
+        return k, idx - int(self._offsets[k])
 
     def __getitem__(self, idx) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(idx, (int, np.integer)):
-            part, i = self._locate(int(idx))
-            return np.asarray(part.tokens[i], dtype=np.int64), np.asarray(
-                part.scores[i], dtype=np.float32
-            )
-        rows = [self._locate(int(i)) for i in idx]
-        tokens = (
-            np.stack([np.asarray(p.tokens[i], dtype=np.int64) for p, i in rows])
-            if rows
-            else np.zeros((0, self.seq_len), np.int64)
-        )
-        scores = (
-            np.stack([np.asarray(p.scores[i], dtype=np.float32) for p, i in rows])
-            if rows
-            else np.zeros((0, self.seq_len), np.float32)
-        )
+            tokens, scores = self[[int(idx)]]
+            return tokens[0], scores[0]
+        tokens = np.zeros((len(idx), self.seq_len), np.int64)
+        scores = np.zeros((len(idx), self.seq_len), np.float32)
+        for row, i in enumerate(idx):
+            k, j = self._locate(int(i))
+            part_tokens, part_scores = self._arrays(k)
+            tokens[row] = part_tokens[j]
+            scores[row] = part_scores[j]
         return tokens, scores
