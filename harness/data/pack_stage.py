@@ -28,7 +28,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from harness.config import Config, ObjectiveConfig
 from harness.data.corpus import is_heldout
-from harness.data.packing import BlockWriter, encode_documents, token_dtype
+from harness.data.packing import BlockWriter, encode_batches, token_dtype
 from harness.data.tasks import publish_once, run_in_launch, task_done
 from harness.scoring.shards import index_name, iter_shard, shard_name
 
@@ -137,8 +137,8 @@ class PackShard(PipelineStep):
         for split, treat in treatments.items():
             want = split != "train"
             records = [rec for rec, h in zip(batch, held, strict=True) if h == want]
-            for ids, scores in encode_documents(records, tok, treat, max(1, len(records))):
-                writers[split].add(ids, scores)
+            for ids, scores, n in encode_batches(records, tok, treat, max(1, len(records))):
+                writers[split].add(ids, scores, n)
             self.stat_update(f"{split}_documents", value=len(records))
 
 

@@ -14,6 +14,7 @@ import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -76,29 +77,33 @@ def _encoder(tok) -> SegmentEncoder:
     return _ENCODERS[id(tok)]
 
 
-def encode_documents(
+def encode_batches(
     records: Iterable[dict[str, Any]], tok, treat: Treatment, batch_docs: int
-) -> Iterator[tuple[list[int], list[float]]]:
-    """Yield (token ids, token scores) per kept document, tokenizing segments in batches."""
-    eos = tok.eos_token_id
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """(token ids, token scores, documents) of each batch of kept documents, EOS after each.
+
+    Ids and scores are built as arrays (the ids joined at C speed, each segment's score repeated
+    over its tokens), never as Python lists of per-token objects.
+    """
+    eos = [tok.eos_token_id]
     encode = _encoder(tok)
     batch: list[Segments] = []
 
-    def flush() -> Iterator[tuple[list[int], list[float]]]:
-        flat = [text for segs in batch for text, _ in segs]
-        encoded = encode(flat) if flat else []
+    def flush() -> tuple[np.ndarray, np.ndarray, int]:
+        encoded = encode([text for segs in batch for text, _ in segs])
+        pieces: list[list[int]] = []
+        piece_scores: list[float] = []
         k = 0
         for segs in batch:
-            ids: list[int] = []
-            scores: list[float] = []
-            for _, score in segs:
-                seg_ids = encoded[k]
-                k += 1
-                ids.extend(seg_ids)
-                scores.extend([float(score)] * len(seg_ids))
-            ids.append(eos)
-            scores.append(0.0)
-            yield ids, scores
+            pieces.extend(encoded[k : k + len(segs)])
+            piece_scores.extend(float(score) for _, score in segs)
+            k += len(segs)
+            pieces.append(eos)
+            piece_scores.append(0.0)
+        lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        ids = np.fromiter(chain.from_iterable(pieces), dtype=np.int64, count=int(lengths.sum()))
+        scores = np.repeat(np.asarray(piece_scores, dtype=np.float32), lengths)
+        return ids, scores, len(batch)
 
     for record in records:
         segs = treat(record)
@@ -106,10 +111,10 @@ def encode_documents(
             continue
         batch.append(segs)
         if len(batch) >= batch_docs:
-            yield from flush()
+            yield flush()
             batch = []
     if batch:
-        yield from flush()
+        yield flush()
 
 
 def _fresh_tmp(out_dir: Path) -> Path:
@@ -130,23 +135,22 @@ class BlockWriter:
         self.dtype = dtype
         self._tok = open(folder / "tokens.bin", "wb")
         self._score = open(folder / "scores.bin", "wb")
-        self._ids: list[int] = []
-        self._scores: list[float] = []
+        self._ids = np.zeros(0, np.int64)
+        self._scores = np.zeros(0, np.float32)
         self.n_blocks = self.n_docs = self.n_tokens = 0
 
-    def add(self, ids: list[int], scores: list[float]) -> None:
-        """Append one document; full blocks go to disk at once."""
-        self.n_docs += 1
+    def add(self, ids: np.ndarray, scores: np.ndarray, documents: int = 1) -> None:
+        """Append documents' tokens; full blocks go to disk at once, the tail waits."""
+        self.n_docs += documents
         self.n_tokens += len(ids)
-        self._ids.extend(ids)
-        self._scores.extend(scores)
-        full = len(self._ids) // self.seq_len
-        if full:
-            cut = full * self.seq_len
-            np.asarray(self._ids[:cut], dtype=self.dtype).tofile(self._tok)
-            np.asarray(self._scores[:cut], dtype=np.float32).tofile(self._score)
-            del self._ids[:cut], self._scores[:cut]
-            self.n_blocks += full
+        ids = np.concatenate([self._ids, ids])
+        scores = np.concatenate([self._scores, scores])
+        cut = len(ids) // self.seq_len * self.seq_len
+        if cut:
+            ids[:cut].astype(self.dtype).tofile(self._tok)
+            scores[:cut].astype(np.float32).tofile(self._score)
+            self.n_blocks += cut // self.seq_len
+        self._ids, self._scores = ids[cut:], scores[cut:]
 
     def close(self) -> dict[str, Any]:
         """Drop the tail shorter than a block, close the files, write and return meta.json."""
@@ -176,8 +180,8 @@ def pack_blocks(
     out_dir = Path(out_dir)
     tmp = _fresh_tmp(out_dir)
     writer = BlockWriter(tmp, seq_len, token_dtype(len(tok)))
-    for ids, scores in encode_documents(records, tok, treat, batch_docs):
-        writer.add(ids, scores)
+    for ids, scores, documents in encode_batches(records, tok, treat, batch_docs):
+        writer.add(ids, scores, documents)
     writer.close()
     if out_dir.exists():
         shutil.rmtree(out_dir)
