@@ -4,6 +4,7 @@
     python scripts/bench_data.py scale --corpus "/work/bench/c04/jsonl/*.jsonl" --label 0.4GB \
         --json-out docs/benchmarks/data-0.4GB.json
     python scripts/bench_data.py scoring --docs 800 --json-out docs/benchmarks/data-scoring.json
+    python scripts/bench_data.py loader
 
 `scale` runs what a user runs, as subprocesses watched by psutil (peak RSS of every process of
 the tree, sampled every 0.1 s): `scripts/prepare.py --workers 2` (score, BPE, pack), a relaunch
@@ -248,6 +249,42 @@ def bench_scoring(docs: int, workers: list[int]) -> dict:
     return out
 
 
+def bench_loader_resume(num_blocks: int = 2_000_000, parts: int = 200) -> dict:
+    """Seconds to build a loader at `blocks_consumed` 10 vs 10^6 over a split of `parts` parts
+    (as a paper-size corpus has) and read its next step (median of 5)."""
+    import numpy as np
+
+    from harness.data.loader import BlockLoader, LoaderState
+    from harness.data.packing import PackedBlocks
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-loader-"))
+    try:
+        seq_len, per_part = 8, num_blocks // parts
+        entries = []
+        for k in range(parts):
+            folder = tmp / "parts" / f"part-{k:05d}" / "train"
+            folder.mkdir(parents=True)
+            np.zeros(per_part * seq_len, dtype=np.uint16).tofile(folder / "tokens.bin")
+            np.zeros(per_part * seq_len, dtype=np.float32).tofile(folder / "scores.bin")
+            entries.append({"path": f"parts/part-{k:05d}/train", "num_blocks": per_part})
+        split = {"parts": entries, "num_blocks": per_part * parts, "num_tokens": 0}
+        meta = {"seq_len": seq_len, "token_dtype": "uint16", "splits": {"train": split}}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        out = {"blocks": per_part * parts, "parts": parts}
+        for consumed in (10, 10**6):
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                blocks = PackedBlocks(tmp, "train")
+                state = LoaderState(blocks_consumed=consumed, seed=1)
+                BlockLoader(blocks, 64, 8, 0, 1, state).next_step()
+                times.append(time.perf_counter() - start)
+            out[f"resume_at_{consumed}_s"] = round(sorted(times)[2], 4)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def main() -> None:
     """Run one benchmark and print (and optionally save) its JSON report."""
     parser = argparse.ArgumentParser(
@@ -264,7 +301,8 @@ def main() -> None:
     )
     scoring = sub.add_parser("scoring")
     scoring.add_argument("--docs", type=int, default=800)
-    for p in (scale, scoring):
+    loader = sub.add_parser("loader")
+    for p in (scale, scoring, loader):
         p.add_argument("--json-out", default=None)
     args = parser.parse_args()
     machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
@@ -275,8 +313,10 @@ def main() -> None:
         finally:
             if args.cache is None:
                 shutil.rmtree(cache, ignore_errors=True)
-    else:
+    elif args.mode == "scoring":
         report = bench_scoring(args.docs, [1, 2])
+    else:
+        report = bench_loader_resume()
     report = {"machine": machine, "command": sys.argv, **report}
     print(json.dumps(report, indent=2))
     if args.json_out:

@@ -226,3 +226,18 @@ def test_hub_corpus_offline_fails_at_once_naming_the_way_out():
         make_plan(DataConfig(corpus="hf:kejian/codeparrot-train-more-filter-3.3b-cleaned"))
     assert "data.corpus=hf:kejian/codeparrot-train-more-filter-3.3b-cleaned" in str(err.value)
     assert "local JSONL/Parquet" in str(err.value)
+
+
+def test_segment_encoder_cache_is_bounded_and_never_changes_ids(tok, monkeypatch):
+    from harness.data.packing import SegmentEncoder
+
+    monkeypatch.setattr(SegmentEncoder, "CACHE_MAX_ENTRIES", 5)
+    encoder = SegmentEncoder(tok)
+    batches = [
+        ["\n", "x = 1\n", "", "\n"],
+        ["\n", "y\n", "z\n", "w\n", "\n", "v\n"],
+        ["\n", "x = 1\n"],
+    ]
+    for texts in batches * 3:
+        assert encoder(texts) == [tok.encode(t, add_special_tokens=False) for t in texts]
+        assert len(encoder._cache) <= 5 + len(texts)

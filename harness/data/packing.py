@@ -54,17 +54,17 @@ class SegmentEncoder:
     def __call__(self, texts: list[str]) -> list[list[int]]:
         """The ids of each text (no special tokens added)."""
         cache = self._cache
-        todo = list({t for t in texts if t not in cache})
+        if len(cache) + len(texts) > self.CACHE_MAX_ENTRIES:
+            cache.clear()  # before looking up, so that every hit below stays valid
+        todo = list({t: None for t in texts if t not in cache})
+        known: dict[str, list[int]] = {}
         if todo:
             fresh = [e.ids for e in self._encode(todo, add_special_tokens=False)]
-            if len(cache) + len(todo) > self.CACHE_MAX_ENTRIES:
-                cache.clear()
             known = dict(zip(todo, fresh, strict=True))
             for text, ids in known.items():
                 if len(text) < self.CACHE_MAX_CHARS:
                     cache[text] = ids
-            return [known[t] if t in known else cache[t] for t in texts]
-        return [cache[t] for t in texts]
+        return [known[t] if t in known else cache[t] for t in texts]
 
 
 _ENCODERS: dict[int, SegmentEncoder] = {}
