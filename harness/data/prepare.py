@@ -141,14 +141,22 @@ def _stages(cfg: Config, objective: Any) -> list[tuple[str, list, int, Path]]:
     ]
 
 
+def _chain(stages, make_executor):
+    """One executor per stage, each depending on the one before; returns the last."""
+    executor = None
+    for name, pipeline, tasks, logs in stages:
+        executor = make_executor(name, pipeline, tasks, str(logs), executor)
+    return executor
+
+
 def _slurm(stages, opts: ClusterOptions, run_name: str):
     from datatrove.executor import SlurmPipelineExecutor
 
     if not opts.partition:
         raise ValueError("--executor slurm needs --partition (the SLURM partition to submit to)")
-    executor = None
-    for name, pipeline, tasks, logs in stages:
-        executor = SlurmPipelineExecutor(
+    return _chain(
+        stages,
+        lambda name, pipeline, tasks, logs, depends: SlurmPipelineExecutor(
             pipeline=pipeline,
             tasks=tasks,
             workers=opts.workers,
@@ -159,10 +167,10 @@ def _slurm(stages, opts: ClusterOptions, run_name: str):
             job_name=f"{run_name}-{name}",
             env_command=opts.env_command,
             sbatch_args=opts.sbatch_args or None,
-            logging_dir=str(logs),
-            depends=executor,
-        )
-    return executor
+            logging_dir=logs,
+            depends=depends,
+        ),
+    )
 
 
 def _ray(stages, opts: ClusterOptions):
@@ -170,18 +178,18 @@ def _ray(stages, opts: ClusterOptions):
         from datatrove.executor import RayPipelineExecutor
     except ImportError:
         raise ValueError('--executor ray needs Ray: pip install -e ".[ray]"') from None
-    executor = None
-    for _, pipeline, tasks, logs in stages:
-        executor = RayPipelineExecutor(
+    return _chain(
+        stages,
+        lambda name, pipeline, tasks, logs, depends: RayPipelineExecutor(
             pipeline=pipeline,
             tasks=tasks,
             workers=opts.workers,
             cpus_per_task=opts.cpus_per_task,
             mem_per_cpu_gb=opts.mem_per_cpu_gb,
-            logging_dir=str(logs),
-            depends=executor,
-        )
-    return executor
+            logging_dir=logs,
+            depends=depends,
+        ),
+    )
 
 
 def prepare(cfg: Config, opts: ClusterOptions) -> str:

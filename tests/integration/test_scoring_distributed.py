@@ -41,6 +41,15 @@ def file_digests(folder):
     }
 
 
+def kill_when(proc, folder, pattern, count, timeout_s=300):
+    """SIGKILL the process group of `proc` as soon as `count` files match `pattern` in `folder`."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and len(list(folder.glob(pattern))) < count:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_two_ranks_write_the_same_shards_as_one(tmp_path):
     one = tiny_config(tmp_path / "one", data={"scored_dir": str(tmp_path / "s1"), "num_shards": 6})
     two = tiny_config(tmp_path / "two", data={"scored_dir": str(tmp_path / "s2"), "num_shards": 6})
@@ -70,11 +79,7 @@ def test_killed_scoring_run_resumes_without_loss_or_duplicates(tmp_path):
         start_new_session=True,
     )
     data = tmp_path / "scored" / "data"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(data.glob("shard-*.parquet"))) < 4:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, data, "shard-*.parquet", 4)
     done_before = {p: p.stat().st_mtime_ns for p in data.glob("shard-*.parquet")}
     assert 4 <= len(done_before) < 20, "the kill should land mid-run"
     assert not (tmp_path / "scored" / "manifest.json").exists()
@@ -115,11 +120,7 @@ def test_killed_packing_run_resumes_to_the_same_files(tmp_path):
         start_new_session=True,
     )
     packed = tmp_path / "cache" / "packed"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(packed.glob("*/parts/part-*"))) < 3:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, packed, "*/parts/part-*", 3)
     parts = {p: p.stat().st_mtime_ns for p in packed.glob("*/parts/part-*")}
     assert 3 <= len(parts) < 12, "the kill should land mid-pack"
     assert not list(packed.glob("*/meta.json"))
