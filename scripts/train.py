@@ -1,7 +1,7 @@
 """Train (or resume) a PHF run.
 
-    deepspeed --num_gpus 2 scripts/train.py --config configs/pep8_mle.yaml --config configs/quickstart.yaml
-    python scripts/train.py --config ... --print_config
+deepspeed --num_gpus 2 scripts/train.py --config configs/pep8_mle.yaml --config configs/quickstart.yaml
+python scripts/train.py --config ... --print_config
 """
 
 import sys

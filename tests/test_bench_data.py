@@ -26,7 +26,7 @@ def test_stage_times_are_read_from_the_log_line():
 
 def test_scoring_and_loader_benchmarks_run_at_tiny_sizes():
     bench = load_bench()
-    scoring = bench.bench_scoring(12, [1])
+    scoring = bench.bench_scoring(12, [1], repeats=1)
     assert scoring["documents"] == 12 or scoring["documents"] == 11  # an empty stdlib file
     assert scoring["pipeline_1_workers"]["docs_per_s_per_core_vs_raw"] > 0
     loader = bench.bench_loader_resume(num_blocks=400, parts=4)

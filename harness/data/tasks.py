@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import distributed as dist
-
 log = logging.getLogger(__name__)
+
+
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of the launch; (0, 1) without a process group. torch is not imported
+    here: each datatrove worker process of scripts/prepare.py would pay seconds for it."""
+    torch_dist = sys.modules.get("torch.distributed")
+    if torch_dist is not None and torch_dist.is_available() and torch_dist.is_initialized():
+        return torch_dist.get_rank(), torch_dist.get_world_size()
+    return 0, 1
+
 
 POLL_S = 0.5
 # An error file older than this when a rank starts waiting is from an earlier launch.
@@ -73,7 +82,7 @@ def _error_file(logging_dir: Path, rank: int) -> Path:
 
 
 def _write_error(logging_dir: Path, message: str) -> None:
-    path = _error_file(logging_dir, dist.rank())
+    path = _error_file(logging_dir, _rank_world()[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(message)
@@ -107,13 +116,12 @@ def wait_for(done: Callable[[], bool], logging_dir: Path, what: str) -> None:
 def run_in_launch(pipeline: list, n_tasks: int, logging_dir: Path, what: str) -> None:
     """Run this rank's slice of a stage's tasks, then wait (no collective) until all are complete."""
     logging_dir = Path(logging_dir)
-    _error_file(logging_dir, dist.rank()).unlink(missing_ok=True)
-    start, end = rank_slice(n_tasks, dist.rank(), dist.world_size())
+    _error_file(logging_dir, _rank_world()[0]).unlink(missing_ok=True)
+    rank, world = _rank_world()
+    start, end = rank_slice(n_tasks, rank, world)
     todo = [k for k in incomplete_tasks(logging_dir, n_tasks) if start <= k < end]
     if todo:
-        log.info(
-            "rank %d: %s, %d of tasks %d-%d to do", dist.rank(), what, len(todo), start, end - 1
-        )
+        log.info("rank %d: %s, %d of tasks %d-%d to do", rank, what, len(todo), start, end - 1)
         from loguru import logger
 
         # datatrove prints each task's set-up and statistics; inside a training launch our own
@@ -134,7 +142,7 @@ def publish_once(path: Path, write: Callable[[Path], None], logging_dir: Path, w
     path = Path(path)
     if path.is_file():
         return
-    if dist.is_main():
+    if _rank_world()[0] == 0:
         for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed writer
             stale.unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
