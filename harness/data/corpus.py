@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import DataConfig
-from harness.data.plan import CorpusPlan, Unit, make_plan, stdlib_root  # noqa: F401 (re-export)
+from harness.data.plan import CorpusPlan, Unit, make_plan
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,3 @@ def id_bucket(doc_id: str, salt: str = "") -> float:
     """A uniform number in [0, 1) fixed by the document id (and a salt for independent draws)."""
     digest = hashlib.sha256((salt + doc_id).encode()).digest()[:8]
     return int.from_bytes(digest, "big") / 2**64
-
-
-def record_text(record: dict[str, Any]) -> str:
-    """The document text of a scored record."""
-    return "".join(record["texts"])

@@ -229,6 +229,17 @@ def pack_pipeline(spec: dict[str, Any]) -> list:
     return [PackShard(spec)]
 
 
+def publish_pack_meta(spec: dict[str, Any], tokenizer_fp: str) -> None:
+    """Rank 0 writes the packed meta.json once every task is complete; the others wait for it."""
+    out = Path(spec["out"])
+    publish_once(
+        out / "meta.json",
+        lambda tmp: tmp.write_text(json.dumps(build_pack_meta(spec, tokenizer_fp), indent=1)),
+        out / "datatrove",
+        "the packing meta.json",
+    )
+
+
 def pack_corpus(
     spec: dict[str, Any], tokenizer_fp: str, run_stage: Callable = run_in_launch
 ) -> Path:
@@ -236,10 +247,5 @@ def pack_corpus(
     out = Path(spec["out"])
     if not (out / "meta.json").is_file():
         run_stage(pack_pipeline(spec), len(spec["shards"]), out / "datatrove", "packing")
-        publish_once(
-            out / "meta.json",
-            lambda tmp: tmp.write_text(json.dumps(build_pack_meta(spec, tokenizer_fp), indent=1)),
-            out / "datatrove",
-            "the packing meta.json",
-        )
+        publish_pack_meta(spec, tokenizer_fp)
     return out

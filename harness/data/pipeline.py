@@ -130,18 +130,26 @@ def ensure_tokenizer(cfg: Config, scored: Path, manifest: dict[str, Any]) -> str
     return str(path)
 
 
-def tokenizer_id(cfg: Config, corpus_fp: str, control_tokens: bool) -> str:
+def tokenizer_id(
+    cfg: Config, corpus_fp: str, control_tokens: bool, fingerprint: str | None = None
+) -> str:
     """Names the tokenizer before it exists (a BPE by its cache file), so that a cluster can
-    submit the pack stage together with scoring; meta.json records the real fingerprint."""
+    submit the pack stage together with scoring; meta.json records the real fingerprint. A
+    given tokenizer is named by its fingerprint (`fingerprint` when the caller has loaded it)."""
     if cfg.data.tokenizer is None:
         return "bpe:" + bpe_file(cfg, corpus_fp).parent.name
-    return tokenizer_fingerprint(load_tokenizer(cfg.data.tokenizer, control_tokens))
+    if fingerprint is None:
+        fingerprint = tokenizer_fingerprint(load_tokenizer(cfg.data.tokenizer, control_tokens))
+    return fingerprint
 
 
-def packed_dir_for(cfg: Config, job: dict[str, Any], objective: Any) -> Path:
+def packed_dir_for(
+    cfg: Config, job: dict[str, Any], objective: Any, tokenizer_fp: str | None = None
+) -> Path:
     """Where this scored corpus (its manifest or scoring.json) is packed for this tokenizer and objective."""
     keys = [objective.treatment_key(), objective.heldout_treatment()[1]]
-    tok_id = tokenizer_id(cfg, job["corpus_fingerprint"], bool(objective.control_tokens))
+    control = bool(objective.control_tokens)
+    tok_id = tokenizer_id(cfg, job["corpus_fingerprint"], control, tokenizer_fp)
     return Path(cfg.data.cache_dir) / "packed" / pack_key(cfg, job, tok_id, keys)
 
 
@@ -156,16 +164,17 @@ def pack_data(
     """Pack (if needed) and open the three splits; returns (tokenizer, folder, train, heldout, lm_eval)."""
     control = bool(objective.control_tokens)
     tok = load_tokenizer(tok_path, control)
-    out = packed_dir_for(cfg, manifest, objective)
+    tok_fp = tokenizer_fingerprint(tok)
+    out = packed_dir_for(cfg, manifest, objective, tok_fp)
     if cfg.data.dedup:
         ensure_dedup_mask(scored, manifest)
     spec = pack_spec(cfg, scored, manifest["num_shards"], out, tok_path, objective)
-    pack_corpus(spec, tokenizer_fingerprint(tok), run_stage)
+    pack_corpus(spec, tok_fp, run_stage)
     meta_fp = json.loads((out / "meta.json").read_text())["tokenizer_fingerprint"]
-    if meta_fp != tokenizer_fingerprint(tok):
+    if meta_fp != tok_fp:
         raise ValueError(
             f"packed blocks {out} were made with another tokenizer (fingerprint {meta_fp}, now "
-            f"{tokenizer_fingerprint(tok)}): delete that folder to pack again"
+            f"{tok_fp}): delete that folder to pack again"
         )
     splits = [PackedBlocks(out, split) for split in ("train", "heldout", "lm_eval")]
     return tok, out, *splits

@@ -26,7 +26,7 @@ from typing import Any
 from datatrove.pipeline.base import PipelineStep
 
 from harness.config import Config, scorer_options_for
-from harness.data.pack_stage import build_pack_meta, pack_pipeline, pack_spec
+from harness.data.pack_stage import pack_pipeline, pack_spec, publish_pack_meta
 from harness.data.pipeline import (
     bpe_file,
     ensure_tokenizer,
@@ -35,7 +35,7 @@ from harness.data.pipeline import (
     prepare_data,
 )
 from harness.data.tasks import local_executor
-from harness.scoring.shards import ScoringJob, build_manifest, pin_job, scoring_pipeline
+from harness.scoring.shards import ScoringJob, pin_job, publish_manifest, scoring_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +68,11 @@ class FinishScoring(PipelineStep):
         """Publish what the pack stage needs."""
         from harness.config import config_from_dict
         from harness.data.pack_stage import ensure_dedup_mask
-        from harness.data.tasks import publish_once
 
         cfg = config_from_dict(self.cfg_dict)
         folder = Path(self.folder)
         job = ScoringJob(**{k: v for k, v in self.job.items() if k != "schema_version"})
-        publish_once(
-            folder / "manifest.json",
-            lambda tmp: tmp.write_text(json.dumps(build_manifest(folder, job), indent=1)),
-            folder / "datatrove",
-            "the scoring manifest",
-        )
+        publish_manifest(folder, job)
         manifest = json.loads((folder / "manifest.json").read_text())
         if cfg.data.dedup:
             ensure_dedup_mask(folder, manifest)
@@ -99,17 +93,11 @@ class FinishPacking(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         """Publish meta.json with the tokenizer's real fingerprint."""
-        from harness.data.tasks import publish_once
         from harness.data.tokenizer import load_tokenizer, tokenizer_fingerprint
 
         s = self.spec
-        fp = tokenizer_fingerprint(load_tokenizer(s["tokenizer"], s["control_tokens"]))
-        out = Path(s["out"])
-        publish_once(
-            out / "meta.json",
-            lambda tmp: tmp.write_text(json.dumps(build_pack_meta(s, fp), indent=1)),
-            out / "datatrove",
-            "the packing meta.json",
+        publish_pack_meta(
+            s, tokenizer_fingerprint(load_tokenizer(s["tokenizer"], s["control_tokens"]))
         )
         return
         yield

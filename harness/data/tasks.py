@@ -81,12 +81,17 @@ def _error_file(logging_dir: Path, rank: int) -> Path:
     return Path(logging_dir) / "errors" / f"rank-{rank:05d}.txt"
 
 
-def _write_error(logging_dir: Path, message: str) -> None:
-    path = _error_file(logging_dir, _rank_world()[0])
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a file through a temporary name and a rename (torch-free, unlike harness.checkpoint's
+    atomic_write_text: scoring workers must not import torch)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(message)
+    tmp.write_bytes(payload)
     os.replace(tmp, path)
+
+
+def _write_error(logging_dir: Path, message: str) -> None:
+    atomic_write_bytes(_error_file(logging_dir, _rank_world()[0]), message.encode())
 
 
 def _peer_error(logging_dir: Path, since: float) -> str | None:

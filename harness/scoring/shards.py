@@ -33,7 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 from harness.config import DataConfig
 from harness.data.corpus import read_unit, text_digest
 from harness.data.plan import CorpusPlan
-from harness.data.tasks import publish_once, run_in_launch, task_done
+from harness.data.tasks import atomic_write_bytes, publish_once, run_in_launch, task_done
 from harness.scoring.base import build_scorer, make_record
 
 log = logging.getLogger(__name__)
@@ -191,9 +191,11 @@ class ShardWriter(PipelineStep):
                     rows = []
             if rows or not digests:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-        _atomic_bytes(folder / index_name(rank, ".npy"), _npy_bytes(np.asarray(digests, np.int64)))
+        atomic_write_bytes(
+            folder / index_name(rank, ".npy"), _npy_bytes(np.asarray(digests, np.int64))
+        )
         counts = {"rows": len(digests), "text_bytes": text_bytes}
-        _atomic_bytes(folder / index_name(rank, ".json"), json.dumps(counts).encode())
+        atomic_write_bytes(folder / index_name(rank, ".json"), json.dumps(counts).encode())
         os.replace(tmp, path)  # last: the shard exists only when everything of the task does
         self.stat_update("rows", value=len(digests))
         rate = len(digests) / max(time.time() - started, 1e-9)
@@ -211,13 +213,6 @@ def _npy_bytes(array) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array)
     return buf.getvalue()
-
-
-def _atomic_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -253,8 +248,8 @@ def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
         return
     for stale in folder.glob("**/.*.tmp*"):  # left by a run killed mid-write; never a finished file
         stale.unlink(missing_ok=True)
-    _atomic_bytes(folder / "plan.json", plan.to_json().encode())
-    _atomic_bytes(pin, json.dumps(wanted, indent=2).encode())
+    atomic_write_bytes(folder / "plan.json", plan.to_json().encode())
+    atomic_write_bytes(pin, json.dumps(wanted, indent=2).encode())
 
 
 def scoring_pipeline(folder: Path, data: DataConfig, scorer: str, options: dict[str, Any]) -> list:
@@ -283,6 +278,16 @@ def build_manifest(folder: Path, job: ScoringJob) -> dict[str, Any]:
     return manifest
 
 
+def publish_manifest(folder: Path, job: ScoringJob) -> None:
+    """Rank 0 writes manifest.json once every task is complete; the other ranks wait for it."""
+    publish_once(
+        folder / "manifest.json",
+        lambda tmp: tmp.write_text(json.dumps(build_manifest(folder, job), indent=1)),
+        folder / "datatrove",
+        "the scoring manifest",
+    )
+
+
 def score_corpus(
     plan: CorpusPlan,
     folder: Path,
@@ -299,12 +304,7 @@ def score_corpus(
     if not manifest_file.is_file():
         pipeline = scoring_pipeline(folder, data, scorer, options)
         run_stage(pipeline, job.num_shards, folder / "datatrove", "scoring")
-        publish_once(
-            manifest_file,
-            lambda tmp: tmp.write_text(json.dumps(build_manifest(folder, job), indent=1)),
-            folder / "datatrove",
-            "the scoring manifest",
-        )
+        publish_manifest(folder, job)
     return json.loads(manifest_file.read_text())
 
 
