@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Any
@@ -137,3 +138,17 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def configure_logging() -> None:
+    """INFO on rank 0, WARNING elsewhere, one format."""
+    # The launcher's RANK is known before the process group exists (the data plan logs first).
+    rank_ = rank() if is_initialized() else int(os.environ.get("RANK", "0"))
+    level = logging.INFO if rank_ == 0 else logging.WARNING
+    logging.basicConfig(
+        level=level,
+        format=f"[%(asctime)s rank{rank_}] %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    logging.getLogger("harness").setLevel(level)

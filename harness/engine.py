@@ -9,29 +9,37 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+from tqdm import tqdm
 
 from harness import distributed as dist
-from harness.checkpoint import load_checkpoint, resume_point, save_checkpoint, to_universal
+from harness.checkpoints.atomic import atomic_write_text
+from harness.checkpoints.export import export_after_training
+from harness.checkpoints.layout import checkpoints_dir
+from harness.checkpoints.resume import check_resumable, check_tokenizer
+from harness.checkpoints.training import (
+    load_checkpoint,
+    resume_point,
+    save_checkpoint,
+    to_universal,
+)
 from harness.config import (
     Config,
-    config_to_dict,
     config_to_yaml,
     gradient_accumulation_steps,
     total_steps,
 )
-from harness.data.loader import BlockLoader, LoaderState, eval_batches
+from harness.data.loader import BlockLoader, LoaderState
 from harness.data.pipeline import DataBundle, plan_corpus, prepare_data
 from harness.data.tokenizer import tokenizer_fingerprint
 from harness.ds_config import build_ds_config
-from harness.evaluation import evaluate_during_training, export_after_training
+from harness.evaluation.evaluate import evaluate_during_training
+from harness.evaluation.runner import eval_scorer
 from harness.faults import StopRequest, install_signal_handlers, params_finite, stop_requested
 from harness.metrics import MetricsLogger, peak_tflops
 from harness.model import LossModel, ModelStats, build_model, model_stats
@@ -54,20 +62,6 @@ class Run:
     tokens_seen: int
 
 
-def configure_logging() -> None:
-    """INFO on rank 0, WARNING elsewhere, one format."""
-    # The launcher's RANK is known before the process group exists (the data plan logs first).
-    rank = dist.rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
-    level = logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(
-        level=level,
-        format=f"[%(asctime)s rank{rank}] %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,
-    )
-    logging.getLogger("harness").setLevel(level)
-
-
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay matrices, not biases, norms or embeddings' 1-d params (transformers convention)."""
     decay, no_decay, seen = [], [], set()
@@ -84,60 +78,26 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     ]
 
 
-def _check_resume_compatible(cfg: Config, state: dict[str, Any]) -> None:
-    """Refuse to resume a checkpoint made for another model shape; name the keys that differ."""
-    saved = yaml.safe_load(state.get("config", "")) or {}
-    keys = ("arch", "path", "n_layer", "n_head", "n_embd", "config_kwargs")
-    now = config_to_dict(cfg)["model"]
-    diffs = [
-        f"model.{k}: checkpoint {saved.get('model', {}).get(k)!r}, config {now[k]!r}"
-        for k in keys
-        if saved.get("model", {}).get(k) != now[k]
-    ]
-    if saved.get("data", {}).get("seq_len") not in (None, cfg.data.seq_len):
-        diffs.append(
-            f"data.seq_len: checkpoint {saved['data']['seq_len']!r}, config {cfg.data.seq_len!r}"
-        )
-    if diffs:
-        raise ValueError(
-            f"cannot resume {cfg.run.output_dir} from checkpoint {state['tag']}: the model differs ("
-            + "; ".join(diffs)
-            + "). Use another run.output_dir or the checkpoint's config."
-        )
-
-
 def setup(cfg: Config) -> Run:
     """Initialise processes, data, model and DeepSpeed engine; resume when a checkpoint exists."""
-    import deepspeed
-
-    configure_logging()
+    dist.configure_logging()
     # The corpus plan comes from metadata only: a bad path or an unreachable Hub data set fails
     # here, in seconds, before DeepSpeed starts.
     plan, _ = plan_corpus(cfg)
     dist.init_distributed()
     install_signal_handlers()
-    world = dist.world_size()
-    ds_config = build_ds_config(cfg, world)  # validates batch arithmetic for this world size
-    out = Path(cfg.run.output_dir)
-    ckpt_root = out / "checkpoints"
-    state = resume_point(ckpt_root)
-    if state is not None and cfg.checkpoint.resume == "never":
-        raise ValueError(
-            f"checkpoint.resume=never but {ckpt_root} already has a checkpoint; choose another run.output_dir"
-        )
-    if state is not None:
-        _check_resume_compatible(cfg, state)
+    ds_config = build_ds_config(cfg, dist.world_size())  # batch arithmetic for this world size
+    state = _resume_state(cfg, plan.fingerprint)
+    if cfg.eval.scenarios:
+        eval_scorer(cfg)  # a scorer that cannot be built fails the run now, not after training
     objective = build_objective(cfg.objective, cfg.run.seed)
     data = prepare_data(cfg, objective, plan)
-    tok_fp = tokenizer_fingerprint(data.tokenizer)
-    if state is not None and state.get("tokenizer_fingerprint") not in (None, tok_fp):
-        raise ValueError(
-            f"cannot resume from checkpoint {ckpt_root / state['tag']}: it was trained with another tokenizer "
-            f"(fingerprint {state['tokenizer_fingerprint']}, now {tok_fp}; see data.tokenizer / data.vocab_size / data.corpus)"
-        )
+    if state is not None:
+        check_tokenizer(state, tokenizer_fingerprint(data.tokenizer))
     if dist.is_main():
+        out = Path(cfg.run.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(config_to_yaml(cfg))
+        atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
     lm = build_model(
         cfg.model, len(data.tokenizer), cfg.data.seq_len, cfg.run.seed, data.tokenizer.eos_token_id
     )
@@ -145,6 +105,37 @@ def setup(cfg: Config) -> Run:
     if cfg.model.gradient_checkpointing:
         lm.gradient_checkpointing_enable()
     stats = model_stats(lm, cfg.data.seq_len)
+    _log_setup(cfg, stats, ds_config)
+    module = LossModel(lm, objective, objective.build_value_head(lm.config.hidden_size))
+    engine, loader_state, start_step, tokens_seen = _build_engine(cfg, module, ds_config, state)
+    loader = BlockLoader(
+        data.train,
+        cfg.train.global_batch_size,
+        cfg.train.micro_batch_size,
+        dist.rank(),
+        dist.world_size(),
+        loader_state,
+    )
+    metrics = MetricsLogger(cfg, enabled=dist.is_main())
+    return Run(cfg, engine, data, loader, stats, metrics, start_step, tokens_seen)
+
+
+def _resume_state(cfg: Config, corpus_fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None: a fresh run), checked against the config."""
+    root = checkpoints_dir(cfg.run.output_dir)
+    state = resume_point(root)
+    if state is None:
+        return None
+    if cfg.checkpoint.resume == "never":
+        raise ValueError(
+            f"checkpoint.resume=never but {root} already has a checkpoint; choose another run.output_dir"
+        )
+    check_resumable(cfg, state, corpus_fingerprint)
+    return state
+
+
+def _log_setup(cfg: Config, stats: ModelStats, ds_config: dict[str, Any]) -> None:
+    world = dist.world_size()
     log.info("model %s: %s", cfg.model.arch, stats.describe())
     log.info(
         "world %d, micro batch %d, gradient accumulation %d, global batch %d, %d steps, precision %s, ZeRO stage %s",
@@ -156,46 +147,41 @@ def setup(cfg: Config) -> Run:
         cfg.train.precision,
         ds_config.get("zero_optimization", {}).get("stage", 0),
     )
+
+
+def _build_engine(
+    cfg: Config, module: LossModel, ds_config: dict[str, Any], state: dict[str, Any] | None
+) -> tuple[Any, LoaderState, int, int]:
+    """(DeepSpeed engine, loader state, start step, tokens seen), restored from `state` if given."""
+    import deepspeed
+
+    root = checkpoints_dir(cfg.run.output_dir)
     load_tag = None
-    if state is not None and state.get("world_size") != world:
+    if state is not None and state.get("world_size") != dist.world_size():
         log.info(
             "checkpoint %s was written by %s ranks, resuming on %d",
             state["tag"],
             state.get("world_size"),
-            world,
+            dist.world_size(),
         )
-        load_tag = to_universal(ckpt_root, state["tag"])
+        load_tag = to_universal(root, state["tag"])
         ds_config["checkpoint"] = {**ds_config.get("checkpoint", {}), "load_universal": True}
-    module = LossModel(lm, objective, objective.build_value_head(lm.config.hidden_size))
     engine, _, _, _ = deepspeed.initialize(
         model=module,
         model_parameters=param_groups(module, cfg.train.weight_decay),
         config=ds_config,
     )
-    loader_state = LoaderState(seed=cfg.run.seed)
-    start_step = tokens_seen = 0
-    if state is not None:
-        load_checkpoint(engine, ckpt_root, state, load_tag)
-        loader_state = LoaderState(**state["loader"])
-        start_step, tokens_seen = state["step"], state["tokens"]
-        log.info(
-            "resumed from %s at step %d (%d tokens)",
-            ckpt_root / state["tag"],
-            start_step,
-            tokens_seen,
-        )
-    else:
+    if state is None:
         torch.manual_seed(cfg.run.seed + dist.rank())  # dropout differs across ranks, reproducibly
-    loader = BlockLoader(
-        data.train,
-        cfg.train.global_batch_size,
-        cfg.train.micro_batch_size,
-        dist.rank(),
-        world,
-        loader_state,
+        return engine, LoaderState(seed=cfg.run.seed), 0, 0
+    load_checkpoint(engine, root, state, load_tag)
+    log.info(
+        "resumed from %s at step %d (%d tokens)",
+        root / state["tag"],
+        state["step"],
+        state["tokens"],
     )
-    metrics = MetricsLogger(cfg, enabled=dist.is_main())
-    return Run(cfg, engine, data, loader, stats, metrics, start_step, tokens_seen)
+    return engine, LoaderState(**state["loader"]), state["step"], state["tokens"]
 
 
 def _to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
@@ -226,30 +212,6 @@ def train_step(run: Run) -> dict[str, float]:
     return out
 
 
-@torch.no_grad()
-def evaluate(run: Run) -> dict[str, float]:
-    """Mean held-out loss and perplexity over fixed held-out blocks."""
-    engine = run.engine
-    batches = eval_batches(
-        run.data.heldout,
-        run.cfg.train.micro_batch_size,
-        dist.rank(),
-        dist.world_size(),
-        run.cfg.eval.batches,
-    )
-    engine.eval()
-    total = 0.0
-    for batch in batches:
-        loss, _ = engine(**_to_device(batch, engine.device))
-        total += float(loss.float())
-    engine.train()
-    summed, count = dist.all_reduce_sum([total, float(len(batches))], engine.device)
-    if count == 0:
-        return {}
-    mean = summed / count
-    return {"eval_loss": mean, "eval_ppl": math.exp(min(mean, 50.0))}
-
-
 def _grad_norm(engine) -> float | None:
     norm = engine.get_global_grad_norm()
     if norm is None:
@@ -273,9 +235,12 @@ def _save(run: Run, step: int) -> None:
         "packed_dir": str(run.data.packed_dir),
         "tokenizer_fingerprint": tokenizer_fingerprint(run.data.tokenizer),
     }
-    root = Path(run.cfg.run.output_dir) / "checkpoints"
     folder = save_checkpoint(
-        run.engine, root, state, run.data.tokenizer, run.cfg.checkpoint.keep_last
+        run.engine,
+        checkpoints_dir(run.cfg.run.output_dir),
+        state,
+        run.data.tokenizer,
+        run.cfg.checkpoint.keep_last,
     )
     log.info("saved checkpoint %s", folder)
 
@@ -329,8 +294,6 @@ def fit(run: Run) -> dict[str, float]:
     peak = peak_tflops(cfg.logging.peak_tflops, cfg.train.precision) * 1e12 * dist.world_size()
     bar = None
     if dist.is_main() and cfg.logging.progress_bar:
-        from tqdm import tqdm
-
         bar = tqdm(
             total=steps, initial=run.start_step, desc="train", unit="step", dynamic_ncols=True
         )
@@ -347,8 +310,7 @@ def fit(run: Run) -> dict[str, float]:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{out['loss']:.4f}")
-        is_last = step == steps
-        if step % cfg.logging.every_steps == 0 or is_last or step == run.start_step + 1:
+        if step % cfg.logging.every_steps == 0 or step == steps or step == run.start_step + 1:
             last = _log_record(
                 run, step, out, window_tokens, time.perf_counter() - window_start, peak
             )
@@ -356,45 +318,49 @@ def fit(run: Run) -> dict[str, float]:
             if bar is None:
                 log.info(
                     "step %d/%d loss %.4f lr %.2e tokens/s %.0f",
-                    step,
-                    steps,
-                    out["loss"],
-                    last["lr"],
-                    last["tokens_per_s"],
+                    *(step, steps, out["loss"], last["lr"], last["tokens_per_s"]),
                 )
             window_start, window_tokens = time.perf_counter(), 0
-        stop = out["stop_requested"] > 0
-        if (cfg.eval.every_steps and step % cfg.eval.every_steps == 0) or is_last:
-            ev = evaluate(run)
-            ev.update(evaluate_during_training(run, step))  # samples, scores, diversity, KL
-            if ev:
-                run.metrics.log({"step": step, "tokens": run.tokens_seen, **ev})
-                last.update(ev)
-                log.info("step %d eval loss %.4f", step, ev.get("eval_loss", float("nan")))
-            # A signal that arrived during evaluation stops the run here too.
-            stop = stop or stop_requested(run.engine.device)
-        stop_at = cfg.train.stop_at_step is not None and step >= cfg.train.stop_at_step
-        periodic = cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0
-        if periodic or is_last or stop or stop_at:
-            _save(run, step)
-        if is_last:
-            export_after_training(cfg)  # <output_dir>/hf unless eval.export_hf is false
-        if (stop or stop_at) and not is_last:
-            why = (
-                f"received {StopRequest.signal_name or 'a stop signal on another rank'}"
-                if stop
-                else "train.stop_at_step"
-            )
-            log.info(
-                "stopping after step %d (%s); checkpoint saved, rerun the same command to continue",
-                step,
-                why,
-            )
+        if _end_of_step(run, step, out["stop_requested"] > 0, last):
             break
     if bar is not None:
         bar.close()
     run.metrics.close()
     return last
+
+
+def _end_of_step(run: Run, step: int, stop: bool, last: dict[str, float]) -> bool:
+    """Evaluate, save and export where due after `step`; True when the run stops early here."""
+    cfg = run.cfg
+    is_last = step == total_steps(cfg)
+    if (cfg.eval.every_steps and step % cfg.eval.every_steps == 0) or is_last:
+        ev = evaluate_during_training(run, step)  # held-out loss, samples, scores, diversity, KL
+        if ev:
+            run.metrics.log({"step": step, "tokens": run.tokens_seen, **ev})
+            last.update(ev)
+            log.info("step %d eval/lm_loss %.4f", step, ev.get("eval/lm_loss", float("nan")))
+        # A signal that arrived during evaluation stops the run here too.
+        stop = stop or stop_requested(run.engine.device)
+    stop_at = cfg.train.stop_at_step is not None and step >= cfg.train.stop_at_step
+    periodic = cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0
+    if periodic or is_last or stop or stop_at:
+        _save(run, step)
+    if is_last:
+        export_after_training(cfg)  # <output_dir>/hf unless eval.export_hf is false
+        return False
+    if stop or stop_at:
+        why = (
+            f"received {StopRequest.signal_name or 'a stop signal on another rank'}"
+            if stop
+            else "train.stop_at_step"
+        )
+        log.info(
+            "stopping after step %d (%s); checkpoint saved, rerun the same command to continue",
+            step,
+            why,
+        )
+        return True
+    return False
 
 
 def train(cfg: Config) -> dict[str, float]:

@@ -37,6 +37,8 @@ from collections.abc import Callable
 
 import torch
 
+from kernels.token_terms import token_terms
+
 # Default chunk: as many tokens as fit chunk_tokens * vocab * 4 bytes <= the device's budget, but at
 # least MIN_CHUNK_TOKENS. On CPU, 128 MiB keeps the workspace a few % of eager's at GPT-2 sizes at
 # no time cost (docs/benchmarks/loss.md). The floor matters at large vocabularies: each chunk runs
@@ -57,22 +59,6 @@ ChunkFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool],
     tuple[torch.Tensor, torch.Tensor | None],
 ]
-
-
-def _softplus(x: torch.Tensor) -> torch.Tensor:
-    # log(1 + e^x) to full precision for every x (F.softplus returns x itself above x = 20).
-    return x.clamp_min(0) + torch.log1p(torch.exp(-x.abs()))
-
-
-def token_terms(
-    z_label: torch.Tensor, lse_excl: torch.Tensor, a: torch.Tensor, b: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token loss and logit-gradient coefficient c_t from z_y and the label-excluded lse."""
-    d = z_label - lse_excl  # log(p / (1 - p)); +inf when every other logit is -inf (V == 1)
-    # where() rather than a product so that a == 0 or b == 0 never meets an infinite term (0 * inf).
-    loss = torch.where(a == 0, 0.0, a * _softplus(-d)) + torch.where(b == 0, 0.0, b * _softplus(d))
-    c = a * torch.sigmoid(-d) - b * torch.sigmoid(d)  # a (1 - p) - b p
-    return loss, c
 
 
 def torch_chunk_loss(

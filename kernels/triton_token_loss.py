@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.fused_linear_token_loss import token_terms
+from kernels.token_terms import token_terms
 
 # Vocabulary block walked per step; larger blocks mean fewer loop steps, more registers.
 MAX_BLOCK_V = 4096

@@ -7,7 +7,7 @@
 
 import sys
 
-from harness.compat import convert_main
+from harness.cli import convert_main
 
 if __name__ == "__main__":
     sys.exit(convert_main())

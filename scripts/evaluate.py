@@ -8,7 +8,7 @@ Writes <run folder>/eval/step-XXXXXXXX/samples.jsonl and metrics.json (harness/e
 
 import sys
 
-from harness.evaluation.cli import evaluate_main
+from harness.cli import evaluate_main
 
 if __name__ == "__main__":
     sys.exit(evaluate_main())

@@ -6,7 +6,7 @@ python scripts/export.py --checkpoint runs/pep8_mle/checkpoints/step-00005000 --
 
 import sys
 
-from harness.evaluation.cli import export_main
+from harness.cli import export_main
 
 if __name__ == "__main__":
     sys.exit(export_main())

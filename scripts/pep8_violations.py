@@ -4,12 +4,12 @@
     python scripts/pep8_violations.py runs/a runs/b --scenario prompted --step 300 --no_data
 
 Prints a Markdown table: the first run's held-out data (what the model was trained to imitate)
-beside the samples of each run's latest evaluation (harness/evaluation/violations.py).
+beside the samples of each run's latest evaluation (harness/analysis/violations.py).
 """
 
 import sys
 
-from harness.evaluation.cli import violations_main
+from harness.cli import violations_main
 
 if __name__ == "__main__":
     sys.exit(violations_main())

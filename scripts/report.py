@@ -5,7 +5,7 @@ python scripts/report.py runs/pep8_mle runs/pep8_conditional --out reports/pep8
 
 import sys
 
-from harness.report import main
+from harness.cli import report_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(report_main())

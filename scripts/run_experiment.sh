@@ -35,9 +35,9 @@ exp="$(basename "${dir}")"
 if [[ $# -gt 0 ]]; then
   names=("$@")
 else
-  # The paper's order first, then any other overlay in the folder.
+  # The paper's order (the objective registry's) first, then any other overlay in the folder.
   names=()
-  for name in mle filtering conditional ul awr rwr; do
+  for name in $(python -c "from harness.objectives import REGISTRY; print(*REGISTRY)"); do
     [[ -f "${dir}/${name}.yaml" ]] && names+=("${name}")
   done
   for file in "${dir}"/*.yaml; do

@@ -18,10 +18,10 @@ import pytest
 import torch
 import yaml
 
-from harness.compat.openai_kl import OpenAIError
 from harness.config import Config, EvalConfig, ModelConfig, ObjectiveConfig
 from harness.data.tokenizer import CONTROL_TOKENS, load_tokenizer, train_bpe
 from harness.evaluation.api_kl import API_SAMPLES_FILE
+from harness.evaluation.openai_client import OpenAIError
 from harness.evaluation.runner import EvalContext, evaluate_model
 from harness.model import build_model
 from tests.test_compat import StubAPI

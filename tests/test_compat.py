@@ -20,18 +20,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cli import train_main
-from harness.compat import convert_main, translate_files
+from harness.cli import convert_main, train_main
+from harness.compat import translate_files
 from harness.compat.keys import IGNORED, ignored_reason
-from harness.compat.openai_kl import (
+from harness.compat.original import merge_configs, parse_override_value
+from harness.config import Config, ConfigError
+from harness.config.parse import parse_config
+from harness.evaluation.openai_client import (
     CompletionsClient,
     OpenAIError,
     completion_logprobs,
     forward_kl,
     sample_completions,
 )
-from harness.compat.original import merge_configs, parse_override_value
-from harness.config import Config, ConfigError, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "original_configs"
@@ -503,7 +504,7 @@ def test_convert_config_writes_native_yaml_that_parses_to_the_same_config(tmp_pa
     assert converted == translated(tmp_path, "pep8", "awr", ["training.seed=7"])
     assert converted.run.seed == 7
     assert convert_main(["--task", task, "--method", method, "--bogus"]) == 2
-    assert "unknown arguments: --bogus" in capsys.readouterr().err
+    assert "error: unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_convert_config_script(tmp_path):

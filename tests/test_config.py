@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from harness.cli import train_main
-from harness.config import ConfigError, gradient_accumulation_steps, parse_config, total_steps
+from harness.config import ConfigError, gradient_accumulation_steps, total_steps
+from harness.config.parse import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -195,7 +196,8 @@ def test_shipped_configs_parse_alone_and_with_quickstart(path):
 
 
 def test_offline_scorers_select_the_offline_toxicity_stand_in():
-    from harness.config import DataConfig, scorer_options_for
+    from harness.config import DataConfig
+    from harness.tasks import scorer_options_for
 
     assert scorer_options_for(DataConfig(scorer="toxicity")) == {}
     assert scorer_options_for(DataConfig(scorer="toxicity", offline_scorers=True)) == {
@@ -210,8 +212,8 @@ def test_offline_scorers_select_the_offline_toxicity_stand_in():
 
 @pytest.mark.parametrize("task", ["pep8", "pii", "toxicity"])
 def test_every_task_scores_offline_under_the_quickstart_overlay(task):
-    from harness.config import scorer_options_for
     from harness.scoring import build_scorer
+    from harness.tasks import scorer_options_for
 
     cfg = parse_config(
         [

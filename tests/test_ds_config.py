@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import ConfigError, parse_config
+from harness.config import ConfigError
+from harness.config.parse import parse_config
 from harness.ds_config import build_ds_config
 
 

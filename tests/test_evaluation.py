@@ -17,7 +17,6 @@ from harness.evaluation.sampling import (
     sequence_logprobs,
 )
 from harness.evaluation.scenarios import (
-    PROMPTS_DIR,
     Scenario,
     banned_token_ids,
     build_scenarios,
@@ -26,6 +25,10 @@ from harness.evaluation.scenarios import (
 )
 from harness.model import LossModel, build_model
 from harness.objectives import build_objective
+from harness.tasks import BUILTIN_TASKS, PROMPTS_DIR
+from harness.tasks.base import ScorerTask
+
+PEP8, PII = BUILTIN_TASKS["pep8"](), BUILTIN_TASKS["pii"]()
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 CODE = [
@@ -183,7 +186,7 @@ def test_sequence_logprobs_sum_the_continuation_only():
 def test_shipped_prompts_load(task):
     prompts = load_prompts(PROMPTS_DIR / f"{task}.jsonl")
     assert len(prompts) >= 20 and all(p.strip() for p in prompts)
-    (sc,) = build_scenarios(["prompted"], task, None)
+    (sc,) = build_scenarios(["prompted"], BUILTIN_TASKS[task](), None)
     assert sc.score_with_prompt == (task == "pep8") and sc.prompt(len(prompts)) == prompts[0]
 
 
@@ -193,28 +196,28 @@ def test_bad_prompt_files_and_tasks_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="p.jsonl:2"):
         load_prompts(bad)
     with pytest.raises(FileNotFoundError, match="eval.prompts"):
-        build_scenarios(["prompted"], "mypkg.Scorer", None)
+        build_scenarios(["prompted"], ScorerTask("mypkg.Scorer"), None)
 
 
 def test_conditional_models_start_aligned_and_ban_control_tokens(tok):
     vocab = tok.get_vocab()
     assert control_prefix_ids(tok, True) == [tok.eos_token_id, vocab[CONTROL_TOKENS[0]]]
     assert control_prefix_ids(tok, False) == [tok.eos_token_id]
-    assert sorted(banned_token_ids(tok, True)) == sorted(vocab[t] for t in CONTROL_TOKENS)
-    assert sorted(banned_token_ids(tok, True, "pii")) == sorted(vocab[t] for t in CONTROL_TOKENS)
+    assert sorted(banned_token_ids(tok, True, ScorerTask("mypkg.Scorer"))) == sorted(vocab[t] for t in CONTROL_TOKENS)
+    assert sorted(banned_token_ids(tok, True, PII)) == sorted(vocab[t] for t in CONTROL_TOKENS)
     # pep8 as the paper's configs: only <|misaligned|>, so each line can start with <|aligned|>
-    assert banned_token_ids(tok, True, "pep8") == [vocab["<|misaligned|>"]]
-    assert banned_token_ids(tok, True, "pep8", ["<|aligned|>", "<|misaligned|>"]) == [
+    assert banned_token_ids(tok, True, PEP8) == [vocab["<|misaligned|>"]]
+    assert banned_token_ids(tok, True, PEP8, ["<|aligned|>", "<|misaligned|>"]) == [
         vocab["<|aligned|>"],
         vocab["<|misaligned|>"],
     ]
-    assert banned_token_ids(tok, False) == []
-    assert banned_token_ids(tok, False, "pep8") == []
+    assert banned_token_ids(tok, False, PII) == []
+    assert banned_token_ids(tok, False, PEP8) == []
     # conditioned on <|misaligned|> the roles swap: pep8 lines continue misaligned
     mis = "<|misaligned|>"
     assert control_prefix_ids(tok, True, mis) == [tok.eos_token_id, vocab[mis]]
-    assert banned_token_ids(tok, True, "pep8", None, mis) == [vocab["<|aligned|>"]]
-    assert sorted(banned_token_ids(tok, True, "pii", None, mis)) == sorted(
+    assert banned_token_ids(tok, True, PEP8, None, mis) == [vocab["<|aligned|>"]]
+    assert sorted(banned_token_ids(tok, True, PII, None, mis)) == sorted(
         vocab[t] for t in CONTROL_TOKENS
     )
     # a sampled <|aligned|> is not part of the scored text
@@ -285,7 +288,7 @@ def test_export_round_trip_in_process(tok, tmp_path, objective):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.evaluation.export import VALUE_HEAD_FILE, export_hf
+    from harness.checkpoints.export import VALUE_HEAD_FILE, export_hf
 
     cfg = Config()
     cfg.objective = ObjectiveConfig(name=objective)
@@ -343,7 +346,7 @@ def test_heldout_lm_loss_spreads_its_blocks_over_the_whole_split():
 
 def test_conditional_kl_scores_the_tokens_it_sampled_control_tokens_included(tok, tmp_path):
     """Sampled control tokens are dropped from the text; log p_model must still count them."""
-    from harness.evaluation.export import export_hf
+    from harness.checkpoints.export import export_hf
     from harness.evaluation.runner import EvalContext, _kl_terms, run_scenario
 
     cfg = Config()
@@ -391,9 +394,9 @@ def test_conditional_kl_scores_the_tokens_it_sampled_control_tokens_included(tok
 
 def test_kl_ref_is_estimated_on_samples_drawn_at_temperature_1(tok, tmp_path, monkeypatch):
     """Tempered samples favour the model's likeliest tokens: their mean log-ratio is not a KL."""
+    from harness.checkpoints.export import export_hf
     from harness.evaluation import runner
     from harness.evaluation.api_kl import model_logprobs
-    from harness.evaluation.export import export_hf
 
     cfg = Config()
     ref_lm = build_model(TINY, len(tok), 64, 1, tok.eos_token_id).eval()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.config import parse_config
+from harness.config.parse import parse_config
 from harness.data.corpus import is_heldout
 from harness.data.packing import PackedBlocks, pack_blocks
 from harness.data.pipeline import prepare_data
@@ -84,7 +84,6 @@ def test_one_pass_writes_every_split_as_per_shard_packing_would(tmp_path):
         assert np.array_equal(tokens, np.concatenate(expected_tokens))
         assert scores.shape == tokens.shape and tokens.dtype == np.int64
     assert len(data.train) > 10 * len(data.heldout) / 4 > 0
-    assert data.lm_eval.meta == data.heldout.meta  # MLE reads held-out text as it trained
     meta = json.loads((data.packed_dir / "meta.json").read_text())
     assert [p["path"] for p in meta["splits"]["train"]["parts"]][:2] == [
         "parts/part-00000/train",
@@ -105,7 +104,9 @@ def test_parts_are_read_in_place_through_offsets(tmp_path):
         blocks[n]
 
 
-def test_conditional_objective_gets_its_own_lm_eval_split_in_the_same_pass(tmp_path):
+def test_conditional_heldout_split_is_labelled_without_drops(tmp_path):
+    """One held-out split, in heldout_treatment(): every segment behind its true control token,
+    whatever objective.drop_token_fraction does to the training split."""
     cfg = make_cfg(
         tmp_path,
         "--objective.name",
@@ -116,14 +117,20 @@ def test_conditional_objective_gets_its_own_lm_eval_split_in_the_same_pass(tmp_p
         "0.5",
     )
     data = bundle(cfg)
-    aligned = data.tokenizer.convert_tokens_to_ids("<|aligned|>")
-    lm_eval = all_blocks(data.lm_eval)[0]
-    heldout = all_blocks(data.heldout)[0]
-    # lm_eval: every segment behind its true token; heldout: half of the tokens dropped
-    assert (lm_eval == aligned).sum() > (heldout == aligned).sum() > 0
+    treat, _ = build_objective(cfg.objective, cfg.run.seed).heldout_treatment()
+    manifest = json.loads((data.scored_dir / "manifest.json").read_text())
+    expected = []
+    for k, shard in enumerate(shard_paths(data.scored_dir, manifest)):
+        recs = [r for r in read_shard(shard) if is_heldout(r["id"], 0.2)]
+        ref = PackedBlocks(pack_blocks(recs, data.tokenizer, 16, tmp_path / f"ref-{k}", treat))
+        expected.append(all_blocks(ref)[0])
+    heldout, train = all_blocks(data.heldout)[0], all_blocks(data.train)[0]
+    assert np.array_equal(heldout, np.concatenate(expected))
+    control = data.tokenizer.convert_tokens_to_ids(["<|aligned|>", "<|misaligned|>"])
+    # training drops half of the control tokens; held-out text keeps them all
+    assert np.isin(heldout, control).mean() > np.isin(train, control).mean() > 0
     meta = json.loads((data.packed_dir / "meta.json").read_text())
-    assert set(meta["splits"]) == {"train", "heldout", "lm_eval"}
-    assert (data.packed_dir / "parts" / "part-00000" / "lm_eval" / "tokens.bin").is_file()
+    assert set(meta["splits"]) == {"train", "heldout"}
 
 
 def test_dedup_keeps_the_first_copy_by_digest(tmp_path):

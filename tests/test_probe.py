@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from harness.analysis.probe import Example, auc, probe_examples, probe_model, probe_table
 from harness.data.tokenizer import CONTROL_TOKENS, load_tokenizer, train_bpe
-from harness.evaluation.probe import Example, auc, probe_examples, probe_model, probe_table
 from harness.evaluation.sampling import sequence_logprobs
 
 GOOD = "x = [i * i for i in range(10)]"  # aligned segments (no shared newline token)

@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from harness.report import load_run, markdown_table, write_report
+from harness.analysis.report import load_run, markdown_table, write_report
 
 
 def make_run(root, name, objective, task="pep8", scores=(0.02, 0.01), with_eval_file=True):
@@ -22,7 +22,7 @@ def make_run(root, name, objective, task="pep8", scores=(0.02, 0.01), with_eval_
             {
                 "step": 10 * k,
                 "tokens": 1000 * k,
-                "eval_loss": 3.1,
+                "eval/lm_loss": 3.1,
                 "eval/unconditional/score_mean": score,
             }
         )
@@ -79,7 +79,7 @@ def test_report_writes_plots_and_table(tmp_path):
 
 
 def test_table_marks_missing_values():
-    from harness.report import RunRecord
+    from harness.analysis.report import RunRecord
 
     table = markdown_table([RunRecord(folder=None, name="r", task="pii", objective="mle")])
     assert table.splitlines()[-1].startswith("| r | pii | mle | - |")

@@ -1,11 +1,12 @@
-"""PEP8 code breakdown of samples vs data (harness/evaluation/violations.py)."""
+"""PEP8 code breakdown of samples vs data (harness/analysis/violations.py)."""
 
 import json
 
 import pytest
 
-from harness.evaluation.cli import violations_main
-from harness.evaluation.violations import codes_table, count_codes, eval_dir, scored_sample_texts
+from harness.analysis.violations import codes_table, count_codes, scored_sample_texts
+from harness.checkpoints.layout import find_eval_dir
+from harness.cli import violations_main
 from harness.scoring.pep8 import PEP8Scorer, pep8_violation_codes
 
 
@@ -60,13 +61,13 @@ def test_samples_of_latest_eval_prompted_with_prompt(tmp_path) -> None:
             {"scenario": "prompted", "prompt": "def f():\n", "text": "    pass\n"},
         ],
     )
-    assert eval_dir(run).name == "step-00000200"
-    assert eval_dir(run, 100).name == "step-00000100"
-    samples = eval_dir(run) / "samples.jsonl"
+    assert find_eval_dir(run).name == "step-00000200"
+    assert find_eval_dir(run, 100).name == "step-00000100"
+    samples = find_eval_dir(run) / "samples.jsonl"
     assert scored_sample_texts(samples, "unconditional") == ["x=1\n"]
     assert scored_sample_texts(samples, "prompted") == ["def f():\n    pass\n"]
     with pytest.raises(FileNotFoundError, match="step-00000300"):
-        eval_dir(run, 300)
+        find_eval_dir(run, 300)
     with pytest.raises(ValueError, match="no samples of scenario 'other'"):
         scored_sample_texts(samples, "other")
 

@@ -8,15 +8,14 @@
 - `translate.py`, `generation.py`: map every key onto the native config or reject it by name
   (`kl_gpt3_callback` onto `eval.api_kl_*`).
 - `keys.py`: the documented keys that are accepted but have no effect here, with the reason.
-- `openai_kl.py`: log-probabilities from an OpenAI-compatible completions API (the paper's GPT-3
-  KL), used by harness/evaluation/api_kl.py for eval/kl_api.
+- `cli.py`: the original's flags on `scripts/train.py`; `harness/cli/convert.py` writes the YAML.
 """
 
 from harness.compat.cli import (
-    convert_main,
     is_original_cli,
     translate_files,
     translate_original_cli,
+    translated_yaml,
 )
 
-__all__ = ["convert_main", "is_original_cli", "translate_files", "translate_original_cli"]
+__all__ = ["is_original_cli", "translate_files", "translate_original_cli", "translated_yaml"]

@@ -33,8 +33,13 @@ def is_original_cli(argv: list[str]) -> bool:
     return any(a in _FLAGS or a.startswith(("--task=", "--method=")) for a in argv)
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, add_help=False, allow_abbrev=False)
+def original_parser(prog: str) -> argparse.ArgumentParser:
+    """The original's flags; `train.py` takes them next to native arguments (parse_known_args)."""
+    return add_original_flags(argparse.ArgumentParser(prog=prog, add_help=False, allow_abbrev=False))
+
+
+def add_original_flags(parser: Any) -> Any:
+    """Add the original code's flags to an argparse or jsonargparse parser."""
     parser.add_argument("--task", help="a YAML file with the task configuration (original format)")
     parser.add_argument(
         "--method", help="a YAML file with the method configuration (original format)"
@@ -49,9 +54,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def _parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     try:
-        args, rest = _parser(prog).parse_known_args(argv)
+        args, rest = original_parser(prog).parse_known_args(argv)
     except SystemExit:  # argparse already printed why
         raise ConfigError(f"{prog}: bad arguments for the original PHF interface") from None
+    check_original_args(args)
+    return args, rest
+
+
+def check_original_args(args: argparse.Namespace) -> None:
+    """--task and --method given, no --checkpoint_path; ConfigError otherwise."""
     missing = [f for f in _FLAGS if getattr(args, f[2:]) is None]
     if missing:
         raise ConfigError(
@@ -64,7 +75,6 @@ def _parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
             "be resumed; to start from their weights, override model.from_scratch=False "
             "model.path_or_name=<checkpoint folder>)"
         )
-    return args, rest
 
 
 def translate_files(
@@ -118,33 +128,3 @@ def translate_original_cli(argv: list[str]) -> list[str]:
         fh.write(translated_yaml(args, native, notes))
     atexit.register(lambda: Path(path).unlink(missing_ok=True))
     return ["--config", path, *rest]
-
-
-def convert_main(argv: list[str] | None = None) -> int:
-    """`scripts/convert_config.py`: write the native YAML of an original task/method pair."""
-    from harness.config import parse_config
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    out_flag = argparse.ArgumentParser(add_help=False)
-    out_flag.add_argument("-o", "--output", default=None)
-    out, argv = out_flag.parse_known_args(argv)
-    try:
-        args, rest = _parse(argv, "convert_config.py")
-        if rest:
-            raise ConfigError(f"unknown arguments: {' '.join(rest)}")
-        native, notes = translate_files(args.task, args.method, args.override, args.run_name)
-        text = translated_yaml(args, native, notes)
-        # The result must load as a native config before it is written.
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:
-            fh.write(text)
-            fh.flush()
-            parse_config(["--config", fh.name], prog="convert_config.py")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if out.output is None:
-        print(text, end="")
-    else:
-        Path(out.output).write_text(text)
-        print(f"wrote {out.output} ({len(notes)} notes in its header)", file=sys.stderr)
-    return 0

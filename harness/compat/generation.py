@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.compat.original import OriginalConfig
-from harness.data.tokenizer import CONTROL_TOKENS
+from harness.control_tokens import CONTROL_TOKENS
+from harness.tasks import BUILTIN_TASKS
 
-SCORERS = {"DetoxifyToxicityScorer": "toxicity", "PIIScorer": "pii", "PEP8Scorer": "pep8"}
+# The original scorer class names, from the tasks that know them.
+SCORERS = {t.original_scorer: name for name, t in BUILTIN_TASKS.items() if t.original_scorer}
 METRICS = ("Length", "NGramStats", "SelfBlEU", "Compilability")  # apo/metrics.py
 PROMPT_CACHE = Path(".cache/phf/compat")
 _SHARED = ("num_samples", "max_new_tokens", "temperature", "top_p", "threshold")
@@ -79,7 +81,7 @@ def _scenario(o: OriginalConfig, i: int, scorer: str | None, conditional: bool) 
             "the control token always comes before the prompt here: set it to true",
         )
     with_prompt = o.value(f"{p}.use_prompt_for_scoring", "bool", False)
-    if prompts and with_prompt != (scorer == "pep8"):
+    if prompts and with_prompt != (scorer is not None and BUILTIN_TASKS[scorer].is_code):
         o.error(
             f"{p}.use_prompt_for_scoring",
             "fixed by task here: code samples are scored with their prompt, prose without",
@@ -131,8 +133,8 @@ def translate_generation(o: OriginalConfig, conditional: bool) -> tuple[str | No
             f"{g}.scorer_config.class_name", f"unknown scorer {name!r}; known: {', '.join(SCORERS)}"
         )
     ev: dict[str, Any] = {"every_steps": o.value(f"{g}.every_n_steps", "integer", 1000)}
-    if scorer == "toxicity":  # apo/scorers.py scored samples with Detoxify('unbiased')
-        ev["scorer_options"] = {"model_type": "unbiased"}
+    if scorer is not None and BUILTIN_TASKS[scorer].original_sample_options:
+        ev["scorer_options"] = dict(BUILTIN_TASKS[scorer].original_sample_options)
     if f"{g}.batch_size" in o.leaves:
         ev["generation_batch_size"] = o.value(f"{g}.batch_size", "integer", 16)
     for key, value in list(o.leaves.items()):

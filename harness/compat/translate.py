@@ -22,7 +22,7 @@ from harness.compat.generation import translate_generation, translate_kl_callbac
 from harness.compat.keys import ignored_reason, normalise
 from harness.compat.original import OriginalConfig
 from harness.compat.training import run_checkpoint_logging, train_section
-from harness.data.tokenizer import CONTROL_TOKENS
+from harness.control_tokens import CONTROL_TOKENS
 
 # Architectures of the Hub models the original built from scratch (only their config was used):
 # (n_layer, n_head, n_embd) of their config.json.

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import DataConfig
-from harness.data.plan import CorpusPlan, Unit, make_plan
+from harness.data.plan import CorpusPlan, make_plan
+from harness.data.units import Unit
 
 
 @dataclass(frozen=True)

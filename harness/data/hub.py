@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.data.plan import Unit, record_file_units
+from harness.data.units import Unit, record_file_units
 
 
 def split_revision(spec: str) -> tuple[str, str | None]:

@@ -91,15 +91,3 @@ class BlockLoader:
     def epoch(self) -> float:
         """Fractional epochs consumed."""
         return self.state.blocks_consumed / len(self.blocks)
-
-
-def eval_batches(
-    blocks: PackedBlocks, micro_batch: int, rank: int, world: int, max_batches: int
-) -> list[dict[str, torch.Tensor]]:
-    """Fixed held-out micro batches for this rank (the first blocks, strided over ranks)."""
-    ids = list(range(rank, len(blocks), world))[: micro_batch * max_batches]
-    out = []
-    for i in range(0, len(ids), micro_batch):
-        tokens, scores = blocks[ids[i : i + micro_batch]]
-        out.append({"input_ids": torch.from_numpy(tokens), "scores": torch.from_numpy(scores)})
-    return out

@@ -3,8 +3,9 @@
 Task k streams shard k row group by row group, drops copies (`data.dedup`, by the digests the
 scoring stage recorded), sends each record to the training or the held-out side by a hash of its
 id, applies the objective's treatment and writes `parts/part-0000k/<split>/{tokens,scores}.bin`
-for every split at once: `train`, `heldout` (the objective's treatment, for `eval_loss`) and,
-when the objective changes the text format for `eval/lm_loss`, `lm_eval`. The part folder is
+for both splits at once: `train` (the objective's treatment) and `heldout` (its
+`heldout_treatment()`: the text untreated, in the format the model reads, for the one held-out
+loss `eval/lm_loss`, comparable across objectives). The part folder is
 written under a temporary name and renamed when complete. Once every task is done, `meta.json`
 lists the parts of each split; `PackedBlocks(folder, split)` reads them in place through
 cumulative offsets (no concatenation copy). Parts depend only on their shard, so the result is
@@ -28,11 +29,11 @@ from datatrove.pipeline.base import PipelineStep
 
 from harness.config import Config, ObjectiveConfig
 from harness.data.corpus import is_heldout
+from harness.data.executor import publish_once, run_in_launch, task_done
 from harness.data.packing import BlockWriter, encode_batches, token_dtype
-from harness.data.tasks import publish_once, run_in_launch, task_done
 from harness.scoring.shards import index_name, iter_shard, shard_name
 
-PACK_VERSION = "pack-v3"
+PACK_VERSION = "pack-v4"  # v4: one held-out split, in heldout_treatment()
 BATCH_RECORDS = 256
 _TOKENIZERS: dict[tuple[str, bool], Any] = {}
 
@@ -90,11 +91,7 @@ class PackShard(PipelineStep):
 
         s = self.spec
         objective = build_objective(ObjectiveConfig(**s["objective"]), s["seed"])
-        lm_eval_treat, _ = objective.heldout_treatment()
-        out = {"train": objective.treat, "heldout": objective.treat}
-        if "lm_eval" in s["splits"]:
-            out["lm_eval"] = lm_eval_treat
-        return out
+        return {"train": objective.treat, "heldout": objective.heldout_treatment()[0]}
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         """Write part `rank`; yields nothing."""
@@ -168,7 +165,6 @@ def pack_spec(
     cfg: Config, scored_dir: Path, num_shards: int, out: Path, tokenizer: str, objective: Any
 ) -> dict[str, Any]:
     """Everything a pack task needs, as plain data (the step is pickled for SLURM and Ray)."""
-    lm_eval = objective.heldout_treatment()[1] != objective.treatment_key()
     return {
         "out": str(out),
         "scored_dir": str(scored_dir),
@@ -179,7 +175,7 @@ def pack_spec(
         "heldout_fraction": cfg.data.heldout_fraction,
         "objective": asdict(cfg.objective),
         "seed": cfg.run.seed,
-        "splits": ["train", "heldout"] + (["lm_eval"] if lm_eval else []),
+        "splits": ["train", "heldout"],
         "dedup_file": str(dedup_keep_file(scored_dir)) if cfg.data.dedup else None,
     }
 
@@ -213,8 +209,6 @@ def build_pack_meta(spec: dict[str, Any], tokenizer_fp: str) -> dict[str, Any]:
                 for key in ("num_blocks", "num_documents", "num_tokens", "dropped_tail_tokens")
             },
         }
-    if "lm_eval" not in splits:
-        splits["lm_eval"] = splits["heldout"]  # the objective does not change the text format
     return {
         "version": PACK_VERSION,
         "seq_len": spec["seq_len"],

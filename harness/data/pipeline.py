@@ -9,7 +9,7 @@ the manifests and `meta.json` files only (a stat per source file, no text):
   other ranks wait on the file, not in a collective);
 - packed blocks: `<cache_dir>/packed/<key>`, a datatrove stage with one task per shard writing
   every split in one pass (`harness.data.pack_stage`).
-Inside a launch each rank runs its slice of each stage's tasks (`harness.data.tasks`); the same
+Inside a launch each rank runs its slice of each stage's tasks (`harness.data.executor`); the same
 stages run on a cluster through `scripts/prepare.py` (`harness.data.prepare`).
 """
 
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import Config, scorer_options_for
+from harness.config import Config
 from harness.data.corpus import is_heldout
+from harness.data.executor import publish_once, run_in_launch
 from harness.data.pack_stage import ensure_dedup_mask, pack_corpus, pack_key, pack_spec
 from harness.data.packing import PackedBlocks
 from harness.data.plan import CorpusPlan, corpus_key, load_or_make_plan
-from harness.data.tasks import publish_once, run_in_launch
 from harness.data.tokenizer import (
     bpe_cache_file,
     bpe_sample,
@@ -38,6 +38,7 @@ from harness.data.tokenizer import (
     train_bpe,
 )
 from harness.scoring.shards import iter_shard, score_corpus, scorer_key, shard_paths
+from harness.tasks import scorer_options_for
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,7 @@ class DataBundle:
 
     tokenizer: Any
     train: PackedBlocks
-    heldout: PackedBlocks  # the objective's treatment (eval_loss)
-    lm_eval: PackedBlocks  # the objective's held-out format (eval/lm_loss)
+    heldout: PackedBlocks  # objective.heldout_treatment(): untreated text, for eval/lm_loss
     corpus_fingerprint: str
     scored_dir: Path
     packed_dir: Path
@@ -63,6 +63,14 @@ def scored_dir_for(cfg: Config) -> Path:
     key = hashlib.sha256(options.encode()).hexdigest()[:8]
     scorer = cfg.data.scorer.rsplit(".", 1)[-1]
     return Path(cfg.data.cache_dir) / "scored" / f"{corpus_key(cfg.data)}-{scorer}-{key}"
+
+
+def find_scored_dir(cfg: Config, state: dict[str, Any]) -> Path:
+    """A run's scored shards: the folder its checkpoint state names, else found (or made) again."""
+    folder = state.get("scored_dir")
+    if folder and (Path(folder) / "manifest.json").is_file():
+        return Path(folder)
+    return run_scoring(cfg)[0]
 
 
 def plan_corpus(cfg: Config) -> tuple[CorpusPlan, Path]:
@@ -161,7 +169,7 @@ def pack_data(
     objective: Any,
     run_stage: Callable = run_in_launch,
 ):
-    """Pack (if needed) and open the three splits; returns (tokenizer, folder, train, heldout, lm_eval)."""
+    """Pack (if needed) and open the splits; returns (tokenizer, folder, train, heldout)."""
     control = bool(objective.control_tokens)
     tok = load_tokenizer(tok_path, control)
     tok_fp = tokenizer_fingerprint(tok)
@@ -176,7 +184,7 @@ def pack_data(
             f"packed blocks {out} were made with another tokenizer (fingerprint {meta_fp}, now "
             f"{tok_fp}): delete that folder to pack again"
         )
-    splits = [PackedBlocks(out, split) for split in ("train", "heldout", "lm_eval")]
+    splits = [PackedBlocks(out, split) for split in ("train", "heldout")]
     return tok, out, *splits
 
 
@@ -196,7 +204,7 @@ def prepare_data(
     scored_at = time.perf_counter()
     tok_path = ensure_tokenizer(cfg, scored, manifest)
     tokenizer_at = time.perf_counter()
-    tok, out, train, heldout, lm_eval = pack_data(
+    tok, out, train, heldout = pack_data(
         cfg, scored, manifest, tok_path, objective, run_stage
     )
     # One line a benchmark (scripts/bench_data.py) and a user can read the stages' cost from.
@@ -217,4 +225,4 @@ def prepare_data(
         cfg.data.seq_len,
         out,
     )
-    return DataBundle(tok, train, heldout, lm_eval, corpus_fp, scored, out)
+    return DataBundle(tok, train, heldout, corpus_fp, scored, out)

@@ -24,45 +24,19 @@ import json
 import os
 import re
 import sysconfig
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config import DataConfig
+from harness.data.hub import hub_units
+from harness.data.units import Unit, record_file_units, stat_source
 
 PLAN_VERSION = 1
 RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
 SKIP_PARTS = {"site-packages", "dist-packages", "__pycache__"}
 # JSONL files are cut into byte ranges no smaller than this, so that ranges hold many lines.
 MIN_JSONL_RANGE = 1 << 20
-
-
-@dataclass
-class Unit:
-    """One bounded piece of the corpus; `index` is its task number."""
-
-    kind: str  # files | jsonl | parquet | arrow | remote
-    path: str  # folder root (files), file (jsonl, parquet, arrow) or URL (remote)
-    id_prefix: str
-    nbytes: int
-    index: int = 0
-    files: list[str] = field(default_factory=list)  # files: paths relative to `path`
-    start: int = 0  # jsonl: first byte; parquet: first row group
-    end: int = 0  # jsonl: end byte (exclusive); parquet: end row group (exclusive)
-    first_row: int = 0  # parquet: row number (in the file) of the first row of `start`
-    rows: int = 0  # records in the unit where metadata tells (files, parquet), else 0
-    limit: int | None = None  # read at most this many records (data.max_documents)
-    builder: str = ""  # remote: datasets builder ("parquet", "json", ...)
-
-    def describe(self) -> str:
-        """Where the unit's documents come from, for error messages."""
-        if self.kind == "files":
-            return f"{self.path} files {self.files[0]} .. {self.files[-1]}"
-        if self.kind == "jsonl":
-            return f"{self.path} bytes {self.start}-{self.end}"
-        if self.kind == "parquet":
-            return f"{self.path} row groups {self.start}-{self.end - 1}"
-        return self.path
 
 
 @dataclass
@@ -143,12 +117,6 @@ def corpus_key(data: DataConfig) -> str:
 # ---- atoms: the smallest pieces metadata can name --------------------------------------------
 
 
-def _stat(path: Path, sources: dict[str, list[int]]) -> int:
-    st = path.stat()
-    sources[str(path)] = [st.st_size, st.st_mtime_ns]
-    return st.st_size
-
-
 def _glob_regex(pattern: str) -> re.Pattern:
     """A glob with `**` (any folders), `*` and `?` (within one name) as a regex on relative paths."""
     out, i = [], 0
@@ -194,20 +162,6 @@ def record_files(spec: str) -> list[Path]:
     return [path]
 
 
-def _parquet_groups(path: Path) -> list[tuple[int, int]]:
-    """(rows, bytes) of each row group, from the footer only."""
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.ParquetFile(path).metadata
-    except Exception as err:
-        raise ValueError(f"data.corpus: cannot read Parquet footer of {path}: {err}") from None
-    return [
-        (meta.row_group(i).num_rows, meta.row_group(i).total_byte_size)
-        for i in range(meta.num_row_groups)
-    ]
-
-
 def _jsonl_end_after(path: Path, records: int) -> tuple[int, int]:
     """(byte offset after the first `records` non-empty lines, records found): a bounded scan."""
     found = offset = 0
@@ -226,8 +180,6 @@ def _source_units(spec: str, data: DataConfig, sources: dict[str, list[int]]) ->
     if spec == "stdlib":
         return _folder_units(stdlib_root(), "**/*.py", "stdlib/", sources)
     if spec.startswith("hf:"):
-        from harness.data.hub import hub_units
-
         return hub_units(spec[3:], sources)
     if os.path.isdir(spec):
         return _folder_units(Path(spec), data.file_glob, "", sources)
@@ -244,33 +196,10 @@ def _source_units(spec: str, data: DataConfig, sources: dict[str, list[int]]) ->
 def _folder_units(root: Path, pattern: str, prefix: str, sources) -> list[Unit]:
     units = []
     for path in _folder_files(root, pattern):
-        size = _stat(path, sources)
+        size = stat_source(path, sources)
         rel = path.relative_to(root).as_posix()
         units.append(Unit("files", str(root), prefix, size, files=[rel], rows=1))
     return units
-
-
-def record_file_units(path: Path, prefix: str, sources) -> list[Unit]:
-    """A JSONL file as one byte range, a Parquet file as one unit per row group."""
-    size = _stat(path, sources)
-    if path.suffix == ".parquet":
-        units, row = [], 0
-        for i, (rows, nbytes) in enumerate(_parquet_groups(path)):
-            units.append(
-                Unit(
-                    "parquet",
-                    str(path),
-                    prefix,
-                    nbytes,
-                    start=i,
-                    end=i + 1,
-                    first_row=row,
-                    rows=rows,
-                )
-            )
-            row += rows
-        return units
-    return [Unit("jsonl", str(path), prefix, size, start=0, end=size)]
 
 
 def _truncate(units: list[Unit], max_documents: int) -> list[Unit]:

@@ -25,7 +25,8 @@ from typing import Any
 
 from datatrove.pipeline.base import PipelineStep
 
-from harness.config import Config, scorer_options_for
+from harness.config import Config
+from harness.data.executor import local_executor
 from harness.data.pack_stage import pack_pipeline, pack_spec, publish_pack_meta
 from harness.data.pipeline import (
     bpe_file,
@@ -34,8 +35,8 @@ from harness.data.pipeline import (
     plan_corpus,
     prepare_data,
 )
-from harness.data.tasks import local_executor
 from harness.scoring.shards import ScoringJob, pin_job, publish_manifest, scoring_pipeline
+from harness.tasks import scorer_options_for
 
 log = logging.getLogger(__name__)
 

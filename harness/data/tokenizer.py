@@ -15,8 +15,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.control_tokens import CONTROL_TOKENS
+
 EOS = "<|endoftext|>"
-CONTROL_TOKENS = ("<|aligned|>", "<|misaligned|>")
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, out_file: Path) -> None:

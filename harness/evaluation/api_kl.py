@@ -38,12 +38,14 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from harness import distributed as dist
-from harness.compat.openai_kl import (
+from harness.config import Config
+from harness.evaluation.context import EvalContext
+from harness.evaluation.openai_client import (
     DEFAULT_BASE_URL,
     ENV_KEY,
     ENV_URL,
@@ -51,14 +53,10 @@ from harness.compat.openai_kl import (
     OpenAIError,
     forward_kl,
 )
-from harness.config import Config, scorer_options_for
 from harness.evaluation.sampling import max_positions, rank_batches, sequence_logprobs
 from harness.evaluation.scenarios import control_prefix_ids
-from harness.scoring.base import scorer_segmenter
 from harness.scoring.segmenters import get_segmenter
-
-if TYPE_CHECKING:
-    from harness.evaluation.runner import EvalContext
+from harness.tasks import resolve_task, scorer_options_for
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +83,8 @@ def text_ids(
 
 
 def reading_segmenter(cfg: Config) -> Callable[[str], list[str]]:
-    """The segmenter of the task's scorer (data.scorer): how text is read for log-probabilities."""
-    return get_segmenter(scorer_segmenter(cfg.data.scorer, scorer_options_for(cfg.data)))
+    """The segmenter of the run's task: how text is read for log-probabilities."""
+    return get_segmenter(resolve_task(cfg.data).segmenter_name(scorer_options_for(cfg.data)))
 
 
 def model_logprobs(ctx: EvalContext, texts: list[str]) -> list[tuple[float, int]]:

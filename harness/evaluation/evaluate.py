@@ -22,22 +22,18 @@ from typing import Any
 import torch
 
 from harness import distributed as dist
-from harness.config import Config
-from harness.evaluation.checkpoints import (
+from harness.checkpoints.inference import (
     build_loss_model,
     config_from_checkpoint,
     consolidated_state_dict,
     read_state,
     resolve_checkpoint,
 )
+from harness.checkpoints.layout import eval_dir
+from harness.config import Config
 from harness.evaluation.runner import EvalContext, evaluate_model, is_partitioned
 
 log = logging.getLogger(__name__)
-
-
-def eval_dir(output_dir: str | Path, step: int) -> Path:
-    """Where the evaluation of a step is written: `<output_dir>/eval/step-XXXXXXXX`."""
-    return Path(output_dir) / "eval" / f"step-{step:08d}"
 
 
 def heldout_blocks(
@@ -61,27 +57,18 @@ def heldout_blocks(
     if meta.get("tokenizer_fingerprint") != tokenizer_fingerprint(tokenizer):
         notes.append(f"eval/lm_loss skipped: {folder} was packed with another tokenizer")
         return None
-    return PackedBlocks(folder, "lm_eval")
-
-
-def find_scored_dir(cfg: Config, state: dict[str, Any], notes: list[str]) -> Path | None:
-    """The run's scored shards: the folder its checkpoint names, else found (or made) again."""
-    from harness.data.pipeline import run_scoring
-
-    folder = state.get("scored_dir")
-    if folder and (Path(folder) / "manifest.json").is_file():
-        return Path(folder)
-    try:
-        return run_scoring(cfg)[0]
-    except Exception as err:  # e.g. an hf: corpus offline; samples are still worth evaluating
-        notes.append(f"eval/lm_loss skipped: scored data unavailable ({type(err).__name__}: {err})")
-        return None
+    return PackedBlocks(folder, "heldout")
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, argv: list[str] | None = None, output_dir: str | Path | None = None
+    checkpoint: str | Path,
+    argv: list[str] | None = None,
+    output_dir: str | Path | None = None,
 ) -> dict[str, float]:
-    """Evaluate a checkpoint on every rank of the launch; rank 0 writes `<run>/eval/step-*/`."""
+    """Evaluate a checkpoint on every rank of the launch; rank 0 writes `<run>/eval/step-*/`.
+
+    `argv` changes the checkpoint's config (`--eval.num_samples 64`) or replaces it (`--config`).
+    """
     dist.init_distributed()
     root, tag = resolve_checkpoint(checkpoint)
     state = read_state(root, tag)
@@ -116,7 +103,7 @@ def evaluate_during_training(run: Any, step: int) -> dict[str, float]:
     cfg: Config = run.cfg
     module = run.engine.module
     notes: list[str] = []
-    heldout = run.data.lm_eval
+    heldout = run.data.heldout
     ctx = EvalContext(
         cfg,
         module.lm,
@@ -126,7 +113,6 @@ def evaluate_during_training(run: Any, step: int) -> dict[str, float]:
         heldout,
         sync=is_partitioned(module) and dist.world_size() > 1,
         notes=notes,
-        skip_unavailable_scorer=True,
         skip_unavailable_api=True,
     )
     was_training = module.training

@@ -39,10 +39,7 @@ import functools
 import json
 import logging
 import math
-import os
-import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +48,9 @@ import torch
 from torch import nn
 
 from harness import distributed as dist
-from harness.config import Config, scorer_options_for
-from harness.data.tokenizer import CONTROL_TOKENS
+from harness.checkpoints.atomic import atomic_write_dir
+from harness.config import Config
+from harness.control_tokens import CONTROL_TOKENS
 from harness.evaluation import metrics as M
 from harness.evaluation.api_kl import (
     API_SAMPLES_FILE,
@@ -62,6 +60,7 @@ from harness.evaluation.api_kl import (
     reading_segmenter,
     text_ids,
 )
+from harness.evaluation.context import EvalContext
 from harness.evaluation.sampling import (
     decode_samples,
     generate_batch,
@@ -71,37 +70,14 @@ from harness.evaluation.sampling import (
     sequence_logprobs,
 )
 from harness.evaluation.scenarios import (
-    CODE_TASKS,
-    TASK_THRESHOLDS,
     Scenario,
     banned_token_ids,
     build_scenarios,
     control_prefix_ids,
 )
+from harness.tasks import resolve_task
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalContext:
-    """What an evaluation needs; built by `evaluate_during_training` or `evaluate_checkpoint`."""
-
-    cfg: Config
-    lm: nn.Module  # the causal LM that generates (eval mode)
-    tokenizer: Any
-    conditional: (
-        bool  # prompt with eval.control_token, ban control tokens (scenarios.banned_token_ids)
-    )
-    loss_fn: Callable[..., Any] | None = None  # (input_ids=, scores=) -> (loss, stats), eval mode
-    heldout: Any = None  # PackedBlocks of the held-out split (heldout_treatment), or None
-    sync: bool = False  # ZeRO-3: every rank must run the same forwards
-    notes: list[str] = field(default_factory=list)
-    # During training a scorer that cannot be built (e.g. Detoxify weights absent while training on
-    # published scored data) skips the samples with a note instead of stopping the run.
-    skip_unavailable_scorer: bool = False
-    # During training an unreachable or failing completions API (eval.api_kl_model) skips
-    # eval/kl_api with a note; scripts/evaluate.py fails with the client's message instead.
-    skip_unavailable_api: bool = False
 
 
 @functools.lru_cache(maxsize=4)
@@ -224,7 +200,7 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
     ev = ctx.cfg.eval
     tok = ctx.tokenizer
     banned = banned_token_ids(
-        tok, ctx.conditional, ctx.cfg.data.scorer, ev.banned_control_tokens, ev.control_token
+        tok, ctx.conditional, resolve_task(ctx.cfg.data), ev.banned_control_tokens, ev.control_token
     )
     with_kl = scenario.name == "unconditional" and ev.reference_model is not None
     device = str(next(ctx.lm.parameters()).device)
@@ -348,8 +324,8 @@ def scenario_metrics(
     ctx: EvalContext, scenario: Scenario, records: list[dict[str, Any]]
 ) -> dict[str, float]:
     """Metrics of one scenario's gathered records, keyed `eval/<scenario>/<metric>` (and KL)."""
-    ev, task = ctx.cfg.eval, ctx.cfg.data.scorer
-    threshold = ev.threshold if ev.threshold is not None else TASK_THRESHOLDS.get(task)
+    ev, task = ctx.cfg.eval, resolve_task(ctx.cfg.data)
+    threshold = ev.threshold if ev.threshold is not None else task.eval_threshold
     texts = [r["text"] for r in records]
     scored = [r["prompt"] + r["text"] if scenario.score_with_prompt else r["text"] for r in records]
     values = M.sample_metrics(
@@ -358,7 +334,7 @@ def scenario_metrics(
         scored,
         [r["num_tokens"] for r in records],
         threshold,
-        task in CODE_TASKS,
+        task.is_code,
         ev.self_bleu_samples,
     )
     out = {f"eval/{scenario.name}/{k}": v for k, v in values.items()}
@@ -369,26 +345,41 @@ def scenario_metrics(
     return out
 
 
-def _write_atomic(
+def _write_results(
     folder: Path,
     records: list[dict[str, Any]],
     summary: dict[str, Any],
     api_records: list[dict[str, Any]] | None = None,
 ) -> None:
-    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """samples.jsonl, metrics.json (and the API samples) of one evaluation, published as one folder."""
     files = {"samples.jsonl": records}
     if api_records:
         files[API_SAMPLES_FILE] = api_records
-    for name, rows in files.items():
-        with (tmp / name).open("w") as fh:
-            for r in rows:
-                fh.write(json.dumps(r) + "\n")
-    (tmp / "metrics.json").write_text(json.dumps(summary, indent=2))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+
+    def write(tmp: Path) -> None:
+        for name, rows in files.items():
+            with (tmp / name).open("w") as fh:
+                for r in rows:
+                    fh.write(json.dumps(r) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2))
+
+    atomic_write_dir(folder, write)
+
+
+def eval_scorer(cfg: Config):
+    """The scorer of the samples (built once per options); a ValueError saying what to change if it cannot be built."""
+    options = resolve_task(cfg.data).scorer_options(
+        cfg.eval.scorer_options if cfg.eval.scorer_options is not None else cfg.data.scorer_options,
+        cfg.data.offline_scorers,
+    )
+    try:
+        return _scorer(cfg.data.scorer, json.dumps(options, sort_keys=True))
+    except (ImportError, OSError, RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"eval: the scorer of the samples ({cfg.data.scorer!r}, options {options}) cannot be "
+            f"built: {err}. Provide what it needs, set eval.scorer_options or "
+            "data.offline_scorers: true, or eval.scenarios: [] to generate no samples"
+        ) from err
 
 
 def evaluate_model(
@@ -398,25 +389,14 @@ def evaluate_model(
     ev, cfg = ctx.cfg.eval, ctx.cfg
     # First, so that scripts/evaluate.py fails before any sampling when the API cannot be used.
     api_samples = fetch_api_samples(ctx)
-    options = scorer_options_for(cfg.data, ev.scorer_options)
-    scenarios = build_scenarios(ev.scenarios, cfg.data.scorer, ev.prompts)
-    scorer = None
-    if scenarios:
-        try:
-            scorer = _scorer(cfg.data.scorer, json.dumps(options, sort_keys=True))
-        except Exception as err:  # the same on every rank: the scorer build is deterministic
-            if not ctx.skip_unavailable_scorer:
-                raise
-            log.warning(
-                "evaluation samples skipped: scorer %s unavailable: %s", cfg.data.scorer, err
-            )
-            ctx.notes.append(f"samples skipped: scorer {cfg.data.scorer!r} unavailable ({err})")
-            scenarios = []
+    task = resolve_task(cfg.data)
+    scenarios = build_scenarios(ev.scenarios, task, ev.prompts)
+    scorer = eval_scorer(cfg) if scenarios else None
     if ev.reference_model is None and "unconditional" in ev.scenarios:
         ctx.notes.append("eval/kl_ref skipped: eval.reference_model is not set")
-    if ev.threshold is None and cfg.data.scorer not in TASK_THRESHOLDS:
+    if ev.threshold is None and task.eval_threshold is None:
         ctx.notes.append(
-            f"frac_above_threshold skipped: no eval.threshold for scorer {cfg.data.scorer!r}"
+            f"frac_above_threshold skipped: no eval.threshold for task {task.name!r}"
         )
     results: dict[str, float] = {}
     all_records: list[dict[str, Any]] = []
@@ -429,6 +409,6 @@ def evaluate_model(
     results.update(kl_api)
     if dist.is_main():
         summary = {"step": step, "tokens": tokens, **results, "notes": ctx.notes}
-        _write_atomic(Path(out_dir), all_records, summary, api_records)
+        _write_results(Path(out_dir), all_records, summary, api_records)
         log.info("evaluation at step %d written to %s", step, out_dir)
     return results

@@ -2,12 +2,12 @@
 
 - `unconditional`: sample i starts from BOS (the paper's 4096 unconditional samples).
 - `prompted`: sample i continues prompt i mod P of a JSONL prompt file (`{"prompt": "..."}` per
-  line); the shipped sets (`harness/evaluation/prompts/<task>.jsonl`) are function signatures for
-  pep8 and sentence openings for pii and toxicity.
+  line); the task's set by default (`harness/tasks/prompts/<task>.jsonl`: function signatures for
+  pep8, sentence openings for pii and toxicity).
 
 Conditionally trained models (they know the control tokens) get `<|aligned|>` right after BOS,
 as the paper prompts them (`eval.control_token: <|misaligned|>` checks the other side), and control tokens are banned while sampling as in the paper's configs
-(`banned_token_ids`): for pep8 only `<|misaligned|>` (its segments are lines, so in training every
+(`banned_token_ids`, from the task): for pep8 only `<|misaligned|>` (its segments are lines, so in training every
 line starts with a control token, and a sampled `<|aligned|>` starts the next one), for the prose
 tasks both. Sampled control tokens are dropped from the decoded text that is scored.
 The scored text of a code task is prompt + continuation (a function body alone neither checks nor
@@ -20,15 +20,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.data.tokenizer import CONTROL_TOKENS
-
-PROMPTS_DIR = Path(__file__).parent / "prompts"
-CODE_TASKS = ("pep8",)
-# The paper's filtering thresholds (DESIGN.md), used for frac_above_threshold when eval.threshold is None.
-TASK_THRESHOLDS = {"pep8": 0.002361, "pii": 0.000286, "toxicity": 0.00078}
-# Control tokens banned while sampling, per task, as the original configs' bad_words_ids
-# (configs/pep8/*.yml: [[32769]], <|misaligned|> alone; pii and toxicity: both); default both.
-TASK_BANNED_CONTROL_TOKENS = {"pep8": (CONTROL_TOKENS[1],)}
+from harness.control_tokens import CONTROL_TOKENS
+from harness.tasks import Task
 
 
 @dataclass
@@ -65,29 +58,15 @@ def load_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def default_prompt_file(task: str) -> Path:
-    """The shipped prompt set for a task; a clear error for tasks without one."""
-    path = PROMPTS_DIR / f"{task}.jsonl"
-    if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.jsonl")))
-        raise FileNotFoundError(
-            f"eval.prompts: no shipped prompts for task {task!r} (shipped: {shipped}); "
-            'give a JSONL file of {"prompt": ...} lines with eval.prompts, or set '
-            "eval.scenarios: [unconditional]"
-        )
-    return path
-
-
-def build_scenarios(names: list[str], task: str, prompts_file: str | None) -> list[Scenario]:
-    """The configured scenarios for a task (data.scorer)."""
-    is_code = task in CODE_TASKS
+def build_scenarios(names: list[str], task: Task, prompts_file: str | None) -> list[Scenario]:
+    """The configured scenarios for a task."""
     out = []
     for name in names:
         if name == "unconditional":
             out.append(Scenario(name, [""], score_with_prompt=False))
         elif name == "prompted":
-            path = prompts_file if prompts_file is not None else default_prompt_file(task)
-            out.append(Scenario(name, load_prompts(path), score_with_prompt=is_code))
+            path = prompts_file if prompts_file is not None else task.prompt_file()
+            out.append(Scenario(name, load_prompts(path), score_with_prompt=task.is_code))
         else:
             raise ValueError(f"eval.scenarios: unknown scenario {name!r}")
     return out
@@ -106,34 +85,18 @@ def control_prefix_ids(
     return ids
 
 
-def banned_control_tokens(
-    task: str, tokens: list[str] | None = None, control_token: str = CONTROL_TOKENS[0]
-) -> tuple[str, ...]:
-    """The control tokens a conditional model may not sample: `tokens`, else the task's default.
-
-    The defaults are for samples conditioned on `<|aligned|>`; conditioned on `<|misaligned|>`,
-    aligned and misaligned swap roles (pep8 then bans `<|aligned|>`, so new lines stay misaligned).
-    """
-    if tokens is not None:
-        return tuple(tokens)
-    default = TASK_BANNED_CONTROL_TOKENS.get(task, CONTROL_TOKENS)
-    if control_token == CONTROL_TOKENS[1]:
-        swap = {CONTROL_TOKENS[0]: CONTROL_TOKENS[1], CONTROL_TOKENS[1]: CONTROL_TOKENS[0]}
-        default = tuple(swap[t] for t in default)
-    return default
-
-
 def banned_token_ids(
     tokenizer,
     conditional: bool,
-    task: str = "",
+    task: Task,
     tokens: list[str] | None = None,
     control_token: str = CONTROL_TOKENS[0],
 ) -> list[int]:
-    """Token ids never sampled: for conditionally trained models, `banned_control_tokens`."""
+    """Token ids never sampled by a conditionally trained model: `tokens`, else the task's."""
     if not conditional:
         return []
-    return [_token_id(tokenizer, t) for t in banned_control_tokens(task, tokens, control_token)]
+    banned = tuple(tokens) if tokens is not None else task.banned_tokens(control_token)
+    return [_token_id(tokenizer, t) for t in banned]
 
 
 def _token_id(tokenizer, token: str) -> int:

@@ -1,5 +1,8 @@
 """Objectives: per-method token coefficients and data treatments, selectable by name or class path.
 
+`REGISTRY` is the one list of built-in objectives: config validation, the report, the model card
+and `scripts/run_experiment.sh` read it.
+
     objective: {name: awr, alpha: 0.5, beta: 10}              # a built-in, by name
     objective: {name: mypkg.objectives.MyObjective, options: {k: v}}   # yours: cls(cfg, seed, **options)
 
@@ -38,21 +41,32 @@ __all__ = [
     "Unlikelihood",
     "ValueHead",
     "build_objective",
+    "objective_class",
 ]
+
+
+def objective_class(name: str) -> type[TokenObjective]:
+    """The class `objective.name` names: a registry name or `pkg.module.Class`; ValueError otherwise."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if "." not in name:
+        raise ValueError(
+            f"objective.name: unknown objective {name!r}; choose one of {', '.join(REGISTRY)} "
+            "or a class path pkg.module.Class"
+        )
+    module_name, _, cls_name = name.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"objective.name: cannot import {name!r}: {err}") from None
+    if not (isinstance(cls, type) and issubclass(cls, TokenObjective)):
+        raise ValueError(f"objective.name: {name!r} is not a TokenObjective subclass")
+    return cls
 
 
 def build_objective(ocfg: ObjectiveConfig, seed: int = 0) -> TokenObjective:
     """Instantiate the objective named by `objective.name` (a registry name or `pkg.module.Class`)."""
+    cls = objective_class(ocfg.name)
     if ocfg.name in REGISTRY:
-        return REGISTRY[ocfg.name](ocfg, seed)
-    if "." in ocfg.name:
-        module_name, _, cls_name = ocfg.name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"objective.name: cannot import {ocfg.name!r}: {err}") from None
-        return cls(ocfg, seed, **ocfg.options)
-    raise ValueError(
-        f"objective.name: {ocfg.name!r} is not available; choose one of {', '.join(REGISTRY)} "
-        "or a class path pkg.module.Class"
-    )
+        return cls(ocfg, seed)
+    return cls(ocfg, seed, **ocfg.options)

@@ -52,16 +52,30 @@ class AWR(TokenObjective):
     """Token weights exp(advantage / beta) from a learned value head; value head trained by MSE."""
 
     name = "awr"
+    color = "#9467bd"
+
+    @classmethod
+    def problems(cls, cfg: ObjectiveConfig) -> list[str]:
+        """alpha in [0, 1] (beta and clip_weight_max are checked with their section)."""
+        if not 0.0 <= cfg.alpha <= 1.0:
+            return [f"objective.alpha must be in [0, 1] for awr, got {cfg.alpha}"]
+        return []
+
+    @classmethod
+    def describe(cls, cfg: ObjectiveConfig) -> str:
+        """Name, alpha, beta and clip_weight_max."""
+        return (
+            f"{cfg.name} (alpha {cfg.alpha}, beta {cfg.beta}, clip_weight_max {cfg.clip_weight_max})"
+        )
 
     def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
         super().__init__(cfg, seed)
         c = self.cfg
-        if not 0.0 <= c.alpha <= 1.0:
-            raise ValueError(f"objective.alpha must be in [0, 1] for {self.name}, got {c.alpha}")
-        if c.beta <= 0:
-            raise ValueError(f"objective.beta must be > 0, got {c.beta}")
-        if c.clip_weight_max <= 0:
-            raise ValueError(f"objective.clip_weight_max must be > 0, got {c.clip_weight_max}")
+        if c.beta <= 0 or c.clip_weight_max <= 0:  # the section's own check, for direct use
+            raise ValueError(
+                f"objective.beta and objective.clip_weight_max must be > 0, got {c.beta}, "
+                f"{c.clip_weight_max}"
+            )
         self.alpha, self.beta = float(c.alpha), float(c.beta)
         self.clip_weight_max = float(c.clip_weight_max)
 
@@ -113,13 +127,19 @@ class RWR(AWR):
     """AWR with alpha = 1 and the untrained value head's constant V = -0.5: w = exp((r + 0.5) / beta)."""
 
     name = "rwr"
+    color = "#ff7f0e"
 
-    def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
-        super().__init__(cfg, seed)
-        if self.alpha != 1.0:
-            raise ValueError(
-                f"objective.alpha must be 1 for rwr (AWR with alpha 1), got {self.alpha}"
-            )
+    @classmethod
+    def problems(cls, cfg: ObjectiveConfig) -> list[str]:
+        """alpha must be 1 (RWR is AWR with alpha 1)."""
+        if cfg.alpha != 1.0:
+            return [f"objective.alpha must be 1 for rwr (AWR with alpha 1), got {cfg.alpha}"]
+        return []
+
+    @classmethod
+    def describe(cls, cfg: ObjectiveConfig) -> str:
+        """Name, beta and clip_weight_max."""
+        return f"{cfg.name} (beta {cfg.beta}, clip_weight_max {cfg.clip_weight_max})"
 
     def build_value_head(self, hidden_size: int) -> nn.Module | None:
         """None: the value head would stay at its initial -0.5, so a constant replaces it."""

@@ -1,6 +1,6 @@
 """The shared token loss: every objective is a choice of per-token coefficients (a_t, b_t).
 
-    loss_t = a_t * (-log p_t) + b_t * (-log(1 - p_t))        (DESIGN.md, "One token loss")
+    loss_t = a_t * (-log p_t) + b_t * (-log(1 - p_t))        (docs/design.md, "One token loss")
 
 Labels and scores are shifted together: the score of token t+1 weights the prediction made at t
 (as `apo/trainer.py` and `apo/objectives.py` of the original code do with `token_scores[..., 1:]`).
@@ -36,11 +36,25 @@ class TokenObjective:
     """
 
     name = "base"
+    color = "#17becf"  # plot colour, fixed per objective so every report reads the same
     control_tokens: tuple[str, ...] = ()
 
     def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
         self.cfg = cfg or ObjectiveConfig(name=self.name)
         self.seed = seed
+        problems = type(self).problems(self.cfg)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def problems(cls, cfg: ObjectiveConfig) -> list[str]:
+        """Problems of the `objective` keys this objective reads, each naming its key (config checks call it too)."""
+        return []
+
+    @classmethod
+    def describe(cls, cfg: ObjectiveConfig) -> str:
+        """The objective and the hyperparameters it reads, for the model card."""
+        return cfg.name
 
     def treat(self, record: dict[str, Any]) -> Segments | None:
         """Data treatment of one scored record: its (segment, score) pairs, or None to drop it."""
@@ -123,6 +137,7 @@ class MLE(TokenObjective):
     """Plain maximum likelihood: a = 1, b = 0."""
 
     name = "mle"
+    color = "#7f7f7f"
 
     def coefficients(
         self, next_scores: torch.Tensor, values: torch.Tensor | None

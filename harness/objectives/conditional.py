@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from harness.config import ObjectiveConfig
-from harness.data.tokenizer import CONTROL_TOKENS
+from harness.control_tokens import CONTROL_TOKENS
 from harness.objectives.base import MLE, Segments
 
 EMBEDDING_NOISE_STD = (
@@ -43,19 +43,26 @@ class ConditionalTraining(MLE):
     """Prefix each segment with `<|aligned|>` or `<|misaligned|>` by its score; MLE loss."""
 
     name = "conditional"
+    color = "#2ca02c"
     control_tokens = CONTROL_TOKENS
+
+    @classmethod
+    def problems(cls, cfg: ObjectiveConfig) -> list[str]:
+        """objective.threshold is required (drop_token_fraction is checked with its section)."""
+        if cfg.threshold is None:
+            return [
+                "objective.threshold must be set for conditional training "
+                "(segments with a score above it get <|misaligned|>)"
+            ]
+        return []
+
+    @classmethod
+    def describe(cls, cfg: ObjectiveConfig) -> str:
+        """Name, threshold and drop_token_fraction."""
+        return f"{cfg.name} (threshold {cfg.threshold}, drop_token_fraction {cfg.drop_token_fraction})"
 
     def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
         super().__init__(cfg, seed)
-        if self.cfg.threshold is None:
-            raise ValueError(
-                "objective.threshold must be set for conditional training "
-                "(segments with a score above it get <|misaligned|>)"
-            )
-        if not 0.0 <= self.cfg.drop_token_fraction <= 1.0:
-            raise ValueError(
-                f"objective.drop_token_fraction must be in [0, 1], got {self.cfg.drop_token_fraction}"
-            )
         self.threshold = float(self.cfg.threshold)
         self.drop_token_fraction = float(self.cfg.drop_token_fraction)
 

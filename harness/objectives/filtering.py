@@ -17,13 +17,22 @@ class Filtering(MLE):
     """Drop documents with avg_score > threshold; train the rest with MLE."""
 
     name = "filtering"
+    color = "#1f77b4"
+
+    @classmethod
+    def problems(cls, cfg: ObjectiveConfig) -> list[str]:
+        """objective.threshold is required."""
+        if cfg.threshold is None:
+            return ["objective.threshold must be set for filtering (documents above it are dropped)"]
+        return []
+
+    @classmethod
+    def describe(cls, cfg: ObjectiveConfig) -> str:
+        """Name and threshold."""
+        return f"{cfg.name} (threshold {cfg.threshold})"
 
     def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
         super().__init__(cfg, seed)
-        if self.cfg.threshold is None:
-            raise ValueError(
-                "objective.threshold must be set for filtering (documents above it are dropped)"
-            )
         self.threshold = float(self.cfg.threshold)
 
     def treat(self, record: dict[str, Any]) -> Segments | None:

@@ -25,11 +25,22 @@ class Unlikelihood(TokenObjective):
     """Likelihood on aligned tokens, alpha-weighted unlikelihood on misaligned ones."""
 
     name = "ul"
+    color = "#d62728"
+
+    @classmethod
+    def describe(cls, cfg: ObjectiveConfig) -> str:
+        """Name, score_threshold and alpha."""
+        return f"{cfg.name} (score_threshold {cfg.score_threshold} (null: soft form), alpha {cfg.alpha})"
+
+    @classmethod
+    def problems(cls, cfg: ObjectiveConfig) -> list[str]:
+        """alpha must be >= 0."""
+        if cfg.alpha < 0:
+            return [f"objective.alpha must be >= 0 for unlikelihood, got {cfg.alpha}"]
+        return []
 
     def __init__(self, cfg: ObjectiveConfig | None = None, seed: int = 0):
         super().__init__(cfg, seed)
-        if self.cfg.alpha < 0:
-            raise ValueError(f"objective.alpha must be >= 0 for unlikelihood, got {self.cfg.alpha}")
         thr = self.cfg.score_threshold
         self.score_threshold = None if thr is None else float(thr)
         self.alpha = float(self.cfg.alpha)

@@ -93,12 +93,19 @@ class ExternalScorer(Scorer):
 def build_scorer(name: str, **options: Any) -> Scorer:
     """Build "pep8", "pii", "toxicity" or a user scorer given as "package.module.ClassName".
 
-    Options go to the class's constructor. A user class that does not subclass ``Scorer`` is
-    wrapped in ``ExternalScorer``; the options ``segmenter`` and ``batch_size`` then go to the wrapper.
+    Options go to the class's constructor, except ``segmenter``, which replaces the scorer's own. A
+    user class that does not subclass ``Scorer`` is wrapped in ``ExternalScorer``; the options
+    ``segmenter`` and ``batch_size`` then go to the wrapper.
     """
     cls = _scorer_class(name)
+    options = dict(options)
     if isinstance(cls, type) and issubclass(cls, Scorer):
-        return cls(**options)
+        segmenter = options.pop("segmenter", None)
+        scorer = cls(**options)
+        if segmenter is not None:
+            get_segmenter(segmenter)  # fail now on a bad name, not at the first document
+            scorer.segmenter = segmenter
+        return scorer
     wrapper_options = {k: options.pop(k) for k in ("segmenter", "batch_size") if k in options}
     return ExternalScorer(cls(**options), **wrapper_options)
 

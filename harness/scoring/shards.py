@@ -30,10 +30,11 @@ from typing import Any
 from datatrove.data import Document as TroveDocument
 from datatrove.pipeline.base import PipelineStep
 
+from harness.checkpoints.atomic import atomic_write_bytes
 from harness.config import DataConfig
 from harness.data.corpus import read_unit, text_digest
+from harness.data.executor import publish_once, run_in_launch, task_done
 from harness.data.plan import CorpusPlan
-from harness.data.tasks import atomic_write_bytes, publish_once, run_in_launch, task_done
 from harness.scoring.base import build_scorer, make_record
 
 log = logging.getLogger(__name__)

@@ -42,9 +42,9 @@ STEP_DIR = "eval/step-00000004"
 ENGINE_EVAL = """
 import json, sys
 from harness import distributed as dist
-from harness.config import parse_config
+from harness.config.parse import parse_config
 from harness.engine import setup
-from harness.evaluation import evaluate_during_training
+from harness.evaluation.evaluate import evaluate_during_training
 cfg = parse_config(sys.argv[1:], world_size=dist.env_world_size())
 run = setup(cfg)
 metrics = evaluate_during_training(run, run.start_step)
@@ -84,7 +84,7 @@ def test_export_loads_in_plain_transformers_with_the_same_loss(runs, name):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.evaluation.checkpoints import (
+    from harness.checkpoints.inference import (
         consolidated_state_dict,
         load_checkpoint_model,
         resolve_checkpoint,
@@ -126,8 +126,8 @@ def _core(records):
 
 
 def test_sharded_evaluation_equals_single_rank_and_engine(runs, tmp_path):
+    from harness.checkpoints.export import export_checkpoint
     from harness.distributed import free_port
-    from harness.evaluation.export import export_checkpoint
 
     run, cfg = runs["z3_awr"]
     ref = export_checkpoint(run, tmp_path / "ref")  # KL of the model from itself must be 0

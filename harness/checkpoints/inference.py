@@ -12,7 +12,6 @@ GPT-2 ties lm_head to the input embeddings, so `lm.lm_head.weight` may be absent
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.config import Config, ConfigError, parse_config
-
-log = logging.getLogger(__name__)
+from harness.checkpoints.layout import TAG_RE, checkpoints_dir
+from harness.checkpoints.training import find_resumable, verify_checkpoint
+from harness.config import Config
+from harness.config.parse import parse_config
 
 
 @dataclass
@@ -48,34 +48,26 @@ class LoadedCheckpoint:
         return int(self.state["step"])
 
 
-def latest_complete_tag(root: Path) -> str | None:
-    """The tag `latest` names when it has its harness_state.json, else the newest step-* that has one."""
-    root = Path(root)
-    pointer = root / "latest"
-    if pointer.is_file():
-        tag = pointer.read_text().strip()
-        if (root / tag / "harness_state.json").is_file():
-            return tag
-        log.warning(
-            "%s names %r, which has no harness_state.json; using the newest complete one",
-            pointer,
-            tag,
-        )
-    tags = sorted(p.parent.name for p in root.glob("step-*/harness_state.json"))
-    return tags[-1] if tags else None
-
-
 def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
-    """(checkpoints root, tag) for a run folder, its `checkpoints/` folder, or one `step-*` folder."""
+    """(checkpoints root, tag) for a run folder, its `checkpoints/` folder, or one `step-*` folder.
+
+    The same verified resolution as resume: a run folder gives the newest checkpoint whose files
+    all check out (`find_resumable`); a given `step-*` folder must check out itself.
+    """
     path = Path(path)
-    if (path / "harness_state.json").is_file():
+    if (path / "harness_state.json").is_file() or TAG_RE.match(path.name):
+        problem = verify_checkpoint(path)
+        if problem is not None:
+            raise FileNotFoundError(
+                f"--checkpoint {path}: incomplete or corrupt checkpoint: {problem}"
+            )
         return path.parent, path.name
-    for root in (path / "checkpoints", path):
-        if (root / "latest").is_file() or any(root.glob("step-*/harness_state.json")):
-            tag = latest_complete_tag(root)
+    for root in (checkpoints_dir(path), path):
+        if (root / "latest").is_file():
+            tag = find_resumable(root)
             if tag is None:
                 raise FileNotFoundError(
-                    f"{root}: no complete checkpoint (step-*/harness_state.json)"
+                    f"{root}: no complete checkpoint (each one failed verification: see the warnings)"
                 )
             return root, tag
     raise FileNotFoundError(
@@ -92,20 +84,15 @@ def read_state(root: Path, tag: str) -> dict[str, Any]:
 def config_from_checkpoint(state: dict[str, Any], argv: list[str] | None = None) -> Config:
     """The run config: `argv` as given when it has `--config`, else the checkpoint's config plus `argv`.
 
-    Validated without a world size: evaluation does not run the training batch arithmetic.
+    Validated without a world size: evaluation does not run the batch arithmetic.
     """
     argv = list(argv or [])
     if "--config" in argv:
-        cfg = parse_config(argv, prog="evaluate.py")
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            saved = Path(tmp) / "config.yaml"
-            saved.write_text(state["config"])
-            cfg = parse_config(["--config", str(saved), *argv], prog="evaluate.py")
-    problems = cfg.eval.problems()  # also checked by validate_config once it collects them
-    if problems:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    return cfg
+        return parse_config(argv, prog="evaluate.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "config.yaml"
+        saved.write_text(state["config"])
+        return parse_config(["--config", str(saved), *argv], prog="evaluate.py")
 
 
 def consolidated_state_dict(root: Path, tag: str) -> dict[str, torch.Tensor]:

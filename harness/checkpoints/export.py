@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,11 @@ import torch
 from torch import nn
 
 from harness import distributed as dist
+from harness.checkpoints.atomic import atomic_write_dir
+from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 from harness.config import Config, config_to_yaml
-from harness.data.tokenizer import CONTROL_TOKENS
-from harness.evaluation.checkpoints import load_checkpoint_model, resolve_checkpoint
+from harness.control_tokens import CONTROL_TOKENS
+from harness.objectives import objective_class
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,24 @@ def _param_count(lm: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in lm.parameters()}.values())
 
 
-def _objective_line(cfg: Config) -> str:
-    o = cfg.objective
-    details = {
-        "filtering": f"threshold {o.threshold}",
-        "conditional": f"threshold {o.threshold}, drop_token_fraction {o.drop_token_fraction}",
-        "ul": f"score_threshold {o.score_threshold} (null: soft form), alpha {o.alpha}",
-        "awr": f"alpha {o.alpha}, beta {o.beta}, clip_weight_max {o.clip_weight_max}",
-        "rwr": f"beta {o.beta}, clip_weight_max {o.clip_weight_max}",
-    }.get(o.name, "")
-    return f"{o.name} ({details})" if details else o.name
+def _usage(cfg: Config) -> list[str]:
+    """The model card's usage snippet (conditional models are prompted behind <|aligned|>)."""
+    usage = [
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "model = AutoModelForCausalLM.from_pretrained('PATH')",
+        "tokenizer = AutoTokenizer.from_pretrained('PATH')",
+    ]
+    if cfg.objective.name == "conditional":
+        usage += [
+            "# Conditional training: prompt with <|aligned|>; the control tokens are banned",
+            "# (bad_words_ids in generation_config.json), as in the paper.",
+            f"ids = tokenizer(tokenizer.eos_token + '{CONTROL_TOKENS[0]}', return_tensors='pt').input_ids",
+        ]
+    else:
+        usage.append("ids = tokenizer(tokenizer.eos_token, return_tensors='pt').input_ids")
+    usage += ["out = model.generate(ids)  # sampling settings: generation_config.json", "```"]
+    return usage
 
 
 def model_card(
@@ -63,7 +71,7 @@ def model_card(
         d.corpus if isinstance(d.corpus, str) else f"{len(d.corpus)} sources, first {d.corpus[0]}"
     )
     rows = [
-        ("objective", _objective_line(cfg)),
+        ("objective", objective_class(cfg.objective.name).describe(cfg.objective)),
         ("task (scorer)", f"{d.scorer} {d.scorer_options or ''}".strip()),
         ("corpus", f"{corpus} (max_documents {d.max_documents})"),
         ("tokenizer", d.tokenizer or f"byte-level BPE trained on the corpus, vocab {d.vocab_size}"),
@@ -85,21 +93,6 @@ def model_card(
         ("seed", str(cfg.run.seed)),
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    usage = [
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "model = AutoModelForCausalLM.from_pretrained('PATH')",
-        "tokenizer = AutoTokenizer.from_pretrained('PATH')",
-    ]
-    if cfg.objective.name == "conditional":
-        usage += [
-            "# Conditional training: prompt with <|aligned|>; the control tokens are banned",
-            "# (bad_words_ids in generation_config.json), as in the paper.",
-            f"ids = tokenizer(tokenizer.eos_token + '{CONTROL_TOKENS[0]}', return_tensors='pt').input_ids",
-        ]
-    else:
-        usage.append("ids = tokenizer(tokenizer.eos_token, return_tensors='pt').input_ids")
-    usage += ["out = model.generate(ids)  # sampling settings: generation_config.json", "```"]
     parts = [
         "---",
         "library_name: transformers",
@@ -117,7 +110,7 @@ def model_card(
         "",
         "## Usage",
         "",
-        *usage,
+        *_usage(cfg),
     ]
     if has_value_head:
         parts += [
@@ -160,29 +153,24 @@ def export_hf(
     """Write `out_dir` (weights, config, tokenizer, model card, value head) atomically."""
     from safetensors.torch import save_file
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     _generation_config(lm, cfg, tokenizer)
-    lm.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    if value_head is not None:
-        head = {
-            k: v.detach().float().cpu().contiguous() for k, v in value_head.state_dict().items()
-        }
-        save_file(head, str(tmp / VALUE_HEAD_FILE), metadata={"format": "pt"})
     card = model_card(cfg, lm, state or {}, value_head is not None, eval_metrics)
-    (tmp / "README.md").write_text(card)
     keep = ("step", "tokens", "world_size", "corpus_fingerprint")  # where the weights came from
-    (tmp / "phf_run.json").write_text(
-        json.dumps({k: v for k, v in (state or {}).items() if k in keep}, indent=2)
-    )
-    old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    provenance = {k: v for k, v in (state or {}).items() if k in keep}
+
+    def write(tmp: Path) -> None:
+        lm.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        if value_head is not None:
+            head = {
+                k: v.detach().float().cpu().contiguous() for k, v in value_head.state_dict().items()
+            }
+            save_file(head, str(tmp / VALUE_HEAD_FILE), metadata={"format": "pt"})
+        (tmp / "README.md").write_text(card)
+        (tmp / "phf_run.json").write_text(json.dumps(provenance, indent=2))
+
+    out_dir = Path(out_dir)
+    atomic_write_dir(out_dir, write)
     return out_dir
 
 

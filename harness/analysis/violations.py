@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.checkpoints.layout import find_eval_dir
 from harness.scoring.pep8 import pep8_violation_codes
 
 
@@ -46,21 +47,6 @@ def count_codes(texts: Iterable[str]) -> CodeCounts:
     return CodeCounts(codes, chars, n)
 
 
-def eval_dir(run: Path, step: int | None = None) -> Path:
-    """`<run>/eval/step-XXXXXXXX` of `step`, else of the latest evaluation with samples."""
-    if step is not None:
-        folder = run / "eval" / f"step-{step:08d}"
-        if not (folder / "samples.jsonl").is_file():
-            raise FileNotFoundError(f"{folder}/samples.jsonl not found")
-        return folder
-    found = sorted(run.glob("eval/step-*/samples.jsonl"))
-    if not found:
-        raise FileNotFoundError(
-            f"{run}: no eval/step-*/samples.jsonl (has the run been evaluated?)"
-        )
-    return found[-1].parent
-
-
 def scored_sample_texts(samples_file: Path, scenario: str) -> list[str]:
     """The texts that were scored for one scenario: prompt + continuation for code prompts."""
     out = []
@@ -82,22 +68,19 @@ def heldout_texts(run: Path, first_tokens: int | None = None) -> list[str]:
     tokenizer, as an unconditional sample of that length starts at BOS (a file's start) and is
     cut off: what perfect imitation of the data would score under the same protocol.
     """
-    from harness.data.tokenizer import load_tokenizer
-    from harness.evaluation.checkpoints import (
+    from harness.analysis.probe import heldout_records
+    from harness.checkpoints.inference import (
         config_from_checkpoint,
         read_state,
         resolve_checkpoint,
     )
-    from harness.evaluation.evaluate import find_scored_dir
-    from harness.evaluation.probe import heldout_records
+    from harness.data.pipeline import find_scored_dir
+    from harness.data.tokenizer import load_tokenizer
 
     root, tag = resolve_checkpoint(run)
     state = read_state(root, tag)
     cfg = config_from_checkpoint(state)
-    notes: list[str] = []
-    scored = find_scored_dir(cfg, state, notes)
-    if scored is None:
-        raise FileNotFoundError("; ".join(notes))
+    scored = find_scored_dir(cfg, state)
     texts = ["".join(rec["texts"]) for rec in heldout_records(cfg, scored)]
     if first_tokens is None:
         return texts
@@ -172,7 +155,7 @@ def runs_table(
             heldout_texts(runs[0], first_tokens)
         )
     for run in runs:
-        folder = eval_dir(run, step)
+        folder = find_eval_dir(run, step)
         name = run.name if step is None else f"{run.name} ({folder.name})"
         columns[name] = count_codes(scored_sample_texts(folder / "samples.jsonl", scenario))
     return codes_table(columns, top)

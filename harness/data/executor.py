@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.checkpoints.atomic import atomic_write, atomic_write_bytes
+
 log = logging.getLogger(__name__)
 
 
@@ -81,15 +83,6 @@ def _error_file(logging_dir: Path, rank: int) -> Path:
     return Path(logging_dir) / "errors" / f"rank-{rank:05d}.txt"
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file through a temporary name and a rename (torch-free, unlike harness.checkpoint's
-    atomic_write_text: scoring workers must not import torch)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
-
-
 def _write_error(logging_dir: Path, message: str) -> None:
     atomic_write_bytes(_error_file(logging_dir, _rank_world()[0]), message.encode())
 
@@ -150,10 +143,8 @@ def publish_once(path: Path, write: Callable[[Path], None], logging_dir: Path, w
     if _rank_world()[0] == 0:
         for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a killed writer
             stale.unlink(missing_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
-            write(tmp)
-            os.replace(tmp, path)
+            atomic_write(path, write)
         except Exception as err:
             _write_error(logging_dir, f"{type(err).__name__}: {err}")
             raise

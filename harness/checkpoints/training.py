@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,33 +30,20 @@ import numpy as np
 import torch
 
 from harness import distributed as dist
+from harness.checkpoints.atomic import atomic_write, atomic_write_text
+from harness.checkpoints.layout import TAG_RE, tag_for
 
 
 class CheckpointSaveError(RuntimeError):
     """Writing a checkpoint failed; nothing was published."""
 
 
-TAG_RE = re.compile(r"^step-(\d+)$")
 log = logging.getLogger(__name__)
-
-
-def tag_for(step: int) -> str:
-    """Checkpoint folder name for an optimizer step."""
-    return f"step-{step:08d}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text via a temporary file and rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save via a temporary file and rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def rng_state() -> dict[str, Any]:

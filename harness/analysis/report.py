@@ -2,7 +2,7 @@
 
     python scripts/report.py runs/pep8_mle runs/pep8_conditional ... --out reports/pep8
 
-Each run folder gives `config.yaml` (name, objective, task = data.scorer) and its evaluations:
+Each run folder gives `config.yaml` (name, objective, task = data.task or data.scorer) and its evaluations:
 `metrics.jsonl` records with `eval/...` keys (logged during training) and
 `eval/step-*/metrics.json` (written by training and by scripts/evaluate.py), merged by step.
 Outputs in `--out`:
@@ -17,31 +17,18 @@ Outputs in `--out`:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# Colours by objective, fixed so every plot of every report reads the same.
-OBJECTIVE_COLORS = {
-    "mle": "#7f7f7f",
-    "filtering": "#1f77b4",
-    "conditional": "#2ca02c",
-    "ul": "#d62728",
-    "awr": "#9467bd",
-    "rwr": "#ff7f0e",
-}
-TASK_LABELS = {
-    "pep8": "PEP8 violations per char",
-    "pii": "PII objects per char",
-    "toxicity": "toxicity probability",
-}
+from harness.objectives import REGISTRY
+from harness.tasks import task_class
+
 TABLE_COLUMNS = [
     ("step", "step", "{:.0f}"),
     ("tokens", "tokens", "{:.3g}"),
@@ -124,7 +111,7 @@ def load_run(folder: str | Path) -> RunRecord:
     return RunRecord(
         folder=folder,
         name=cfg.get("run", {}).get("name", folder.name),
-        task=cfg.get("data", {}).get("scorer", "?"),
+        task=cfg.get("data", {}).get("task") or cfg.get("data", {}).get("scorer", "?"),
         objective=cfg.get("objective", {}).get("name", "?"),
         evals=[by_step[s] for s in sorted(by_step)],
         train=train,
@@ -136,8 +123,8 @@ def _finite(value: Any) -> bool:
 
 
 def _color(run: RunRecord) -> str:
-    if run.objective in OBJECTIVE_COLORS:
-        return OBJECTIVE_COLORS[run.objective]
+    if run.objective in REGISTRY:  # fixed per objective, so every plot of every report reads the same
+        return REGISTRY[run.objective].color
     others = ["#8c564b", "#e377c2", "#17becf", "#bcbd22"]
     return others[hash(run.objective) % len(others)]
 
@@ -152,7 +139,7 @@ def _label(run: RunRecord) -> str:
 
 def _by_task(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
     """Runs per task, in the paper's order of objectives (so legends read the same everywhere)."""
-    order = list(OBJECTIVE_COLORS)
+    order = list(REGISTRY)
 
     def rank(run: RunRecord) -> tuple[int, str, str]:
         known = order.index(run.objective) if run.objective in order else len(order)
@@ -162,6 +149,14 @@ def _by_task(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
     for run in sorted(runs, key=rank):
         out.setdefault(run.task, []).append(run)
     return out
+
+
+def task_label(task: str) -> str:
+    """The score axis label of a task (its name for a bare scorer class path)."""
+    try:
+        return task_class(task)().plot_label()
+    except ValueError:
+        return task
 
 
 def _format_tokens(value: float, _pos: int = 0) -> str:
@@ -217,7 +212,7 @@ def plot_score_vs_tokens(runs: list[RunRecord], out: Path, scenario: str = "unco
         ax.set_title(f"{task}: {scenario} samples")
         ax.set_xlabel("tokens seen")
         ax.xaxis.set_major_formatter(FuncFormatter(_format_tokens))
-        ax.set_ylabel(f"misalignment score ({TASK_LABELS.get(task, task)})")
+        ax.set_ylabel(f"misalignment score ({task_label(task)})")
         ax.grid(True, which="both", alpha=0.3)
         if values:
             _legend(ax)
@@ -273,7 +268,7 @@ def plot_pareto(runs: list[RunRecord], out: Path, scenario: str = "unconditional
                     )
             _set_log_y(ax, values)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(f"misalignment score ({TASK_LABELS.get(task, task)})")
+            ax.set_ylabel(f"misalignment score ({task_label(task)})")
             ax.set_title(
                 f"{task}: final {scenario} score vs {'loss' if xkey == 'eval/lm_loss' else 'KL'}"
             )
@@ -378,22 +373,3 @@ def write_report(
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(text))
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`scripts/report.py RUN [RUN ...] --out DIR`."""
-    parser = argparse.ArgumentParser(
-        prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("runs", nargs="+", help="run folders (each with config.yaml)")
-    parser.add_argument("--out", default="report", help="output folder (default: report/)")
-    parser.add_argument("--scenario", default="unconditional", help="which samples' scores to plot")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        paths = write_report(args.runs, args.out, args.scenario)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for path in paths.values():
-        print(path)
-    return 0

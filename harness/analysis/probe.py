@@ -40,15 +40,14 @@ import torch
 from torch import nn
 
 from harness.config import Config
-from harness.data.tokenizer import CONTROL_TOKENS
+from harness.control_tokens import CONTROL_TOKENS
 from harness.evaluation.sampling import max_positions, token_logprobs
 from harness.evaluation.scenarios import control_prefix_ids
+from harness.tasks import resolve_task
+
 
 # Segment threshold by task when the run has no conditional one: the paper's conditional
 # training thresholds (any PEP8 violation or PII object; toxicity 0.00056).
-TASK_SEGMENT_THRESHOLDS = {"pep8": 0.0, "pii": 0.0, "toxicity": 0.00056}
-
-
 @dataclass
 class Example:
     """One held-out segment in its document's context, with its true label."""
@@ -133,11 +132,10 @@ def segment_threshold(cfg: Config, conditional: bool) -> float:
     """A conditional run's own threshold (what its tokens mean), else the task's default."""
     if conditional:
         return float(cfg.objective.threshold)
-    if cfg.data.scorer not in TASK_SEGMENT_THRESHOLDS:
-        raise ValueError(
-            f"no default segment threshold for data.scorer {cfg.data.scorer!r}: pass --threshold"
-        )
-    return TASK_SEGMENT_THRESHOLDS[cfg.data.scorer]
+    task = resolve_task(cfg.data)
+    if task.segment_threshold is None:
+        raise ValueError(f"task {task.name!r} has no default segment threshold: pass --threshold")
+    return task.segment_threshold
 
 
 def probe_checkpoint(
@@ -148,16 +146,13 @@ def probe_checkpoint(
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint (any objective) and probe it on its run's held-out split."""
-    from harness.evaluation.checkpoints import load_checkpoint_model, resolve_checkpoint
-    from harness.evaluation.evaluate import find_scored_dir
+    from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
+    from harness.data.pipeline import find_scored_dir
 
     loaded = load_checkpoint_model(*resolve_checkpoint(checkpoint))
     cfg = loaded.cfg
     conditional = bool(loaded.model.objective.control_tokens)
-    notes: list[str] = []
-    scored = find_scored_dir(cfg, loaded.state, notes)
-    if scored is None:
-        raise FileNotFoundError("; ".join(notes))
+    scored = find_scored_dir(cfg, loaded.state)
     if threshold is None:
         threshold = segment_threshold(cfg, conditional)
     examples = probe_examples(

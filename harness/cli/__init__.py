@@ -1,0 +1,23 @@
+"""Command-line entry points: each `scripts/*.py` is a thin call to one `*_main` here.
+
+Every main parses with jsonargparse, fails on bad input before any work, and goes through
+`common.entry_point`: a bad input is one line `error: ...` and exit code 2 (`PHF_TRACEBACK=1`
+re-raises it with its traceback).
+"""
+
+from harness.cli.analysis import probe_main, report_main, violations_main
+from harness.cli.convert import convert_main
+from harness.cli.evaluate import evaluate_main, export_main
+from harness.cli.train import prepare_main, score_main, train_main
+
+__all__ = [
+    "convert_main",
+    "evaluate_main",
+    "export_main",
+    "prepare_main",
+    "probe_main",
+    "report_main",
+    "score_main",
+    "train_main",
+    "violations_main",
+]

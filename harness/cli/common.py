@@ -1,0 +1,41 @@
+"""What every entry point shares: offline defaults and one way to turn bad input into exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable
+
+from harness.config.parse import strip_launcher_args
+from harness.evaluation.openai_client import OpenAIError
+
+# Bad input, reported as one line: a config key, a missing file, an unreachable API.
+INPUT_ERRORS = (ValueError, FileNotFoundError, OpenAIError, argparse.ArgumentError)
+
+
+def offline_defaults() -> None:
+    """Never reach for the Hub implicitly; real Hub paths fail with a clear message instead."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def entry_point(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
+    """Wrap `main(argv) -> exit code`: argv defaults to sys.argv (launcher flags dropped), the
+    Hub is offline by default, and bad input is `error: ...` on stderr with exit code 2
+    (`PHF_TRACEBACK=1` re-raises it with its traceback)."""
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str] | None = None) -> int:
+        offline_defaults()
+        args = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
+        try:
+            return main(args)
+        except INPUT_ERRORS as err:
+            if os.environ.get("PHF_TRACEBACK"):
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    return wrapped

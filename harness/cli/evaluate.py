@@ -1,0 +1,78 @@
+"""`scripts/evaluate.py` and `scripts/export.py`: a saved checkpoint in, metrics or a HF folder out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from jsonargparse import ArgumentParser
+
+from harness import distributed as dist
+from harness.cli.common import entry_point
+from harness.config.parse import build_parser
+
+CHECKPOINT_HELP = "a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder"
+
+
+def checkpoint_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(`--checkpoint`, `--output_dir`), and the rest of argv for the run config's parser.
+
+    The run config has a `checkpoint` section (`--checkpoint.every_steps`), so `--checkpoint PATH`
+    cannot be one of its arguments: it is taken off first (exact names only, no abbreviations).
+    """
+    parser = argparse.ArgumentParser(prog="evaluate.py", add_help=False, allow_abbrev=False)
+    parser.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    parser.add_argument(
+        "--output_dir",
+        default=None,
+        help="where eval/step-XXXXXXXX/ goes (default: the run folder of the checkpoint)",
+    )
+    if "-h" in argv or "--help" in argv:
+        print(parser.format_help() + "\n" + EVALUATE_HELP + "\n")
+        build_parser("evaluate.py").print_help()
+        raise SystemExit(0)
+    return parser.parse_known_args(argv)  # a missing --checkpoint: argparse's message, exit 2
+
+
+EVALUATE_HELP = (
+    "Sample, score and measure a checkpoint; prints the metrics. The run config is the one "
+    "saved in the checkpoint unless --config is given; --eval.* changes any eval setting, e.g. "
+    "--eval.num_samples 4096, --eval.reference_model models/gpt2, or --eval.api_kl_model "
+    "davinci (KL from an OpenAI-compatible completions API: OPENAI_API_KEY, and "
+    "OPENAI_BASE_URL or --eval.api_kl_base_url for another server). Launch with `deepspeed "
+    "--num_gpus N scripts/evaluate.py ...` to shard the samples over N ranks."
+)
+
+
+@entry_point
+def evaluate_main(argv: list[str]) -> int:
+    """`scripts/evaluate.py`: sample, score and measure a checkpoint; prints the metrics (rank 0)."""
+    from harness.evaluation.evaluate import evaluate_checkpoint
+
+    args, rest = checkpoint_args(argv)
+    dist.init_distributed()
+    dist.configure_logging()
+    metrics = evaluate_checkpoint(args.checkpoint, rest, args.output_dir)
+    if dist.is_main():
+        print(json.dumps(metrics, indent=2))
+    dist.shutdown_distributed()
+    return 0
+
+
+@entry_point
+def export_main(argv: list[str]) -> int:
+    """`scripts/export.py`: write a Hugging Face folder for a checkpoint."""
+    from harness.checkpoints.export import export_checkpoint
+
+    parser = ArgumentParser(
+        prog="export.py",
+        exit_on_error=False,
+        description="Export a harness checkpoint as a Hugging Face folder (model, tokenizer, model card).",
+    )
+    parser.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    parser.add_argument("--out", default=None, help="output folder (default: <run folder>/hf)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(f"exported to {export_checkpoint(args.checkpoint, args.out)}")
+    return 0

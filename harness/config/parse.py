@@ -1,0 +1,109 @@
+"""Parse a run config from the command line and validate it before any work starts.
+
+    cfg = parse_config(["--config", "configs/pep8_mle.yaml", "--train.lr", "3e-4"])
+
+`build_parser` is the one jsonargparse parser of the run config; entry points that take more
+arguments (`--checkpoint`, `--executor`, ...) add them to it and pass it to `parse_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from harness.config import SECTIONS, Config, ConfigError, gradient_accumulation_steps, to_dataclass
+from harness.ds_config import build_ds_config
+from harness.objectives import objective_class
+from harness.tasks import resolve_task
+
+
+def build_parser(prog: str = "train.py", description: str | None = None) -> ArgumentParser:
+    """The jsonargparse parser: `--config` files merged in order, then dotted overrides."""
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description=description or __doc__)
+    parser.add_argument(
+        "--config", action=ActionConfigFile, help="YAML run config; repeat to merge in order."
+    )
+    for name, factory in SECTIONS.items():
+        parser.add_argument(f"--{name}", type=type(factory()), default=factory())
+    return parser
+
+
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    """Drop `--local_rank=N` that the deepspeed launcher appends (LOCAL_RANK is in the environment)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("--local_rank="):
+            continue
+        elif arg == "--local_rank":
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
+def parse_namespace(parser: ArgumentParser, argv: list[str]) -> Namespace:
+    """Parse `argv` with `parser`; a missing `--config` file or a bad value is a ConfigError."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv) and not Path(argv[i + 1]).is_file():
+            raise ConfigError(f"--config: file not found: {argv[i + 1]}")
+    try:
+        return parser.parse_args(argv).clone()
+    except (argparse.ArgumentError, ValueError, TypeError) as err:
+        raise ConfigError(f"invalid configuration: {err}") from None
+
+
+def config_of(ns: Namespace, world_size: int | None = None) -> Config:
+    """The validated run config of a parsed namespace (other arguments in it are ignored)."""
+    cfg = Config(**{name: to_dataclass(SECTIONS[name], ns[name]) for name in SECTIONS})
+    validate_config(cfg, world_size=world_size)
+    cfg.data.scorer = resolve_task(cfg.data).scorer  # data.task, when set, names the scorer
+    cfg.run.output_dir = cfg.run.output_dir.format(name=cfg.run.name)
+    return cfg
+
+
+def parse_config(
+    argv: list[str] | None = None,
+    prog: str = "train.py",
+    world_size: int | None = None,
+    parser: ArgumentParser | None = None,
+) -> Config:
+    """Parse and validate a run config from command-line arguments; raise ConfigError naming the key."""
+    argv = strip_launcher_args(sys.argv[1:] if argv is None else list(argv))
+    ns = parse_namespace(parser or build_parser(prog), argv)
+    return config_of(ns, world_size)
+
+
+def validate_config(cfg: Config, world_size: int | None = None) -> None:
+    """Every section's problems, then the checks across sections; raise them together."""
+    errors = [problem for name in SECTIONS for problem in getattr(cfg, name).problems()]
+    errors += cross_section_problems(cfg, world_size)
+    if errors:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+    # The DeepSpeed file is checked last: its contradictions need a sane run config to compare with.
+    build_ds_config(cfg, world_size=world_size or 1)
+
+
+def cross_section_problems(cfg: Config, world_size: int | None) -> list[str]:
+    """What no section can check alone: the objective's own keys, the task, the batch split."""
+    errors = []
+    try:
+        errors += objective_class(cfg.objective.name).problems(cfg.objective)
+    except ValueError as err:
+        errors.append(str(err))
+    try:
+        resolve_task(cfg.data)
+    except ValueError as err:
+        errors.append(str(err))
+    t = cfg.train
+    if world_size is not None and t.global_batch_size > 0 and t.micro_batch_size > 0:
+        if t.global_batch_size % t.micro_batch_size == 0:
+            try:
+                gradient_accumulation_steps(t, world_size)
+            except ConfigError as err:
+                errors.append(str(err))
+    return errors

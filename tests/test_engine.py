@@ -1,0 +1,101 @@
+"""The training loop in this process (one rank, no launcher): a change to `fit` is checked in seconds.
+
+The multi-rank runs (tests/integration/) check the same loop across processes and ZeRO stages.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness import distributed as dist
+from harness.config.parse import parse_config
+from harness.distributed import free_port
+from harness.engine import train
+from tests.integration.launch import read_metrics, tiny_config
+
+
+@pytest.fixture(scope="module")
+def one_rank():
+    """A world of one in this process for the module's tests, torn down at its end.
+
+    One group for all of them: DeepSpeed caches its process groups, so a second group in the
+    same process after `destroy_process_group` would meet stale ones.
+    """
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for key, value in {
+            "RANK": "0",
+            "WORLD_SIZE": "1",
+            "LOCAL_RANK": "0",
+            "LOCAL_WORLD_SIZE": "1",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(free_port()),
+        }.items():
+            monkeypatch.setenv(key, value)
+        yield
+        dist.shutdown_distributed()
+
+
+def run_config(tmp_path, name, *overrides):
+    """The tiny config with its own run folder; the data cache is shared between runs."""
+    path = tiny_config(
+        tmp_path,
+        run={"name": name, "output_dir": str(tmp_path / name), "seed": 7},
+        train={"max_steps": 4, "global_batch_size": 4, "micro_batch_size": 2, "lr": 3e-3},
+        checkpoint={"every_steps": 2, "keep_last": 3},
+        eval={"every_steps": 2, "batches": 2, "scenarios": [], "export_hf": False},
+    )
+    return parse_config(["--config", str(path), *overrides], world_size=1)
+
+
+def losses(folder):
+    return {r["step"]: r["loss"] for r in read_metrics(folder) if "loss" in r}
+
+
+def test_fit_logs_evaluates_checkpoints_and_resumes_exactly(tmp_path, one_rank):
+    whole = run_config(tmp_path, "whole")
+    last = train(whole)
+    assert sorted(losses(tmp_path / "whole")) == [1, 2, 3, 4]
+    evals = [r for r in read_metrics(tmp_path / "whole") if "eval/lm_loss" in r]
+    assert [r["step"] for r in evals] == [2, 4]  # the one held-out loss, every eval.every_steps
+    assert not any("eval_loss" in r for r in read_metrics(tmp_path / "whole"))
+    assert last["eval/lm_loss"] == evals[-1]["eval/lm_loss"]
+    ckpts = tmp_path / "whole" / "checkpoints"
+    assert (ckpts / "latest").read_text() == "step-00000004"
+    state = json.loads((ckpts / "step-00000004" / "harness_state.json").read_text())
+    assert state["step"] == 4 and state["tokens"] == 4 * 4 * 64
+
+    # Stopped after step 2 and rerun: the same losses as the uninterrupted run, bit for bit.
+    train(run_config(tmp_path, "split", "--train.stop_at_step", "2"))
+    assert sorted(losses(tmp_path / "split")) == [1, 2]
+    train(run_config(tmp_path, "split"))
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+
+
+def test_resume_refuses_another_objective_unless_allowed(tmp_path, one_rank):
+    train(run_config(tmp_path, "run", "--train.max_steps", "2"))
+    changed = run_config(tmp_path, "run", "--train.max_steps", "2", "--objective.name", "ul")
+    with pytest.raises(ValueError, match="objective.name: checkpoint 'mle', config 'ul'") as err:
+        train(changed)
+    assert "checkpoint.allow_resume_with_changes" in str(err.value)
+    allowed = run_config(
+        tmp_path,
+        "run",
+        *("--train.max_steps", "3", "--objective.name", "ul"),
+        *("--checkpoint.allow_resume_with_changes", "true"),
+    )
+    train(allowed)
+    assert sorted(losses(tmp_path / "run")) == [1, 2, 3]
+
+
+def test_a_scorer_that_cannot_be_built_fails_before_training(tmp_path, one_rank):
+    cfg = run_config(
+        tmp_path,
+        "bad",
+        *("--eval.scenarios", "[unconditional]", "--eval.scorer_options", '{"bogus": 1}'),
+    )
+    with pytest.raises(ValueError, match="eval: the scorer of the samples"):
+        train(cfg)
+    assert not (tmp_path / "bad" / "checkpoints").exists()
+    assert not (tmp_path / "cache").exists()  # no data work either
