@@ -4,7 +4,7 @@ The wrapper runs the backbone to hidden states and hands them, with the output-e
 to the fused token loss (`kernels.fused_linear_token_loss`), so the (tokens x vocab) logits are
 never materialised. Under ZeRO-3 that weight is partitioned and, in GPT-2, tied to the input
 embeddings: it is registered as an external parameter of the wrapper so DeepSpeed gathers it for
-our forward (DESIGN.md, "Model, objectives, kernels").
+our forward (docs/design.md, "The token loss").
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ TASKS = ("toxicity", "pii", "pep8")
 METHODS = ("mle", "filtering", "conditional", "ul", "awr", "rwr")
 PAIRS = [(t, m) for t in TASKS for m in METHODS]
 
-# DESIGN.md's table of the paper's hyperparameters, as translated: objective fields, lr, batch.
+# docs/design.md's table of the paper's hyperparameters, as translated: objective fields, lr, batch.
 PAPER = {
     ("toxicity", "filtering"): {"name": "filtering", "threshold": 0.00078},
     ("toxicity", "conditional"): {"threshold": 0.00056, "drop_token_fraction": 0.01},

@@ -1,4 +1,4 @@
-"""Objectives against direct eager computations of the paper's formulas (DESIGN.md, "The paper in one page").
+"""Objectives against direct eager computations of the paper's formulas (docs/design.md, "The token loss").
 
 The eager references materialise the logits; the objectives never do (fused kernel). Everything
 runs in fp64, so agreement is to ~1e-10 apart from the fp32 scores, which both sides share.

@@ -47,7 +47,7 @@ def test_user_task_by_class_path_brings_its_scorer_prompts_thresholds_and_tokens
 def test_bad_tasks_name_the_key():
     with pytest.raises(ConfigError, match="data.task: cannot import 'mypkg.tasks.Nope'"):
         parse_config(["--train.max_steps", "1", "--data.task", "mypkg.tasks.Nope"])
-    with pytest.raises(ConfigError, match="data.task: unknown task 'sql'"):
+    with pytest.raises(ConfigError, match="data.task: unknown name 'sql'"):
         parse_config(["--train.max_steps", "1", "--data.task", "sql"])
     with pytest.raises(ConfigError, match="data.scorer 'pii' and data.task"):
         parse_config(["--train.max_steps", "1", "--data.task", USER_TASK, "--data.scorer", "pii"])

@@ -39,10 +39,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 from harness.config import Config
 from harness.control_tokens import CONTROL_TOKENS
+from harness.data.corpus import is_heldout
+from harness.data.pipeline import find_scored_dir
 from harness.evaluation.sampling import max_positions, token_logprobs
 from harness.evaluation.scenarios import control_prefix_ids
+from harness.scoring.shards import iter_shard, shard_paths
 from harness.tasks import resolve_task
 
 
@@ -113,9 +117,6 @@ def probe_examples(
 
 def heldout_records(cfg: Config, scored_dir: Path) -> list[dict[str, Any]]:
     """The scored records of the held-out split (data.heldout_fraction), in shard order."""
-    from harness.data.corpus import is_heldout
-    from harness.scoring.shards import iter_shard, shard_paths
-
     manifest = json.loads((Path(scored_dir) / "manifest.json").read_text())
     fraction = cfg.data.heldout_fraction
     if fraction <= 0:
@@ -146,9 +147,6 @@ def probe_checkpoint(
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint (any objective) and probe it on its run's held-out split."""
-    from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
-    from harness.data.pipeline import find_scored_dir
-
     loaded = load_checkpoint_model(*resolve_checkpoint(checkpoint))
     cfg = loaded.cfg
     conditional = bool(loaded.model.objective.control_tokens)
@@ -222,6 +220,13 @@ def probe_model(
             if conditional:
                 p_mis[k] = float(logps[width * i][n_context - 1].exp())
     labels = np.array([ex.misaligned for ex in examples], dtype=bool)
+    return _summary(sums, counts, p_mis, labels, conditional)
+
+
+def _summary(
+    sums: np.ndarray, counts: np.ndarray, p_mis: np.ndarray, labels: np.ndarray, conditional: bool
+) -> dict[str, float]:
+    """Per-token log p by label, the gap, and for conditional models llr and AUCs."""
     plain = sums[:, -1]  # behind <|aligned|> for a conditional model, as sampled
 
     def per_token(mask: np.ndarray) -> float:

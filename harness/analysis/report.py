@@ -123,7 +123,9 @@ def _finite(value: Any) -> bool:
 
 
 def _color(run: RunRecord) -> str:
-    if run.objective in REGISTRY:  # fixed per objective, so every plot of every report reads the same
+    if (
+        run.objective in REGISTRY
+    ):  # fixed per objective, so every plot of every report reads the same
         return REGISTRY[run.objective].color
     others = ["#8c564b", "#e377c2", "#17becf", "#bcbd22"]
     return others[hash(run.objective) % len(others)]

@@ -18,7 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.analysis.probe import heldout_records
+from harness.checkpoints.inference import config_from_checkpoint, read_state, resolve_checkpoint
 from harness.checkpoints.layout import find_eval_dir
+from harness.data.pipeline import find_scored_dir
+from harness.data.tokenizer import load_tokenizer
 from harness.scoring.pep8 import pep8_violation_codes
 
 
@@ -68,15 +72,6 @@ def heldout_texts(run: Path, first_tokens: int | None = None) -> list[str]:
     tokenizer, as an unconditional sample of that length starts at BOS (a file's start) and is
     cut off: what perfect imitation of the data would score under the same protocol.
     """
-    from harness.analysis.probe import heldout_records
-    from harness.checkpoints.inference import (
-        config_from_checkpoint,
-        read_state,
-        resolve_checkpoint,
-    )
-    from harness.data.pipeline import find_scored_dir
-    from harness.data.tokenizer import load_tokenizer
-
     root, tag = resolve_checkpoint(run)
     state = read_state(root, tag)
     cfg = config_from_checkpoint(state)

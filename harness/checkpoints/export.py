@@ -25,6 +25,7 @@ from torch import nn
 from harness import distributed as dist
 from harness.checkpoints.atomic import atomic_write_dir
 from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
+from harness.checkpoints.layout import checkpoints_dir, eval_dir, hf_dir, step_of
 from harness.config import Config, config_to_yaml
 from harness.control_tokens import CONTROL_TOKENS
 from harness.objectives import objective_class
@@ -175,7 +176,7 @@ def export_hf(
 
 
 def _eval_metrics_for(run_dir: Path, tag: str) -> dict[str, Any] | None:
-    path = run_dir / "eval" / tag / "metrics.json"
+    path = eval_dir(run_dir, step_of(tag)) / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -183,7 +184,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
     """Export a checkpoint (run folder, checkpoints/ or step-* folder) to `out_dir` (default `<run>/hf`)."""
     root, tag = resolve_checkpoint(checkpoint)
     loaded = load_checkpoint_model(root, tag)
-    out = Path(out_dir) if out_dir is not None else loaded.run_dir / "hf"
+    out = Path(out_dir) if out_dir is not None else hf_dir(loaded.run_dir)
     with torch.no_grad():
         export_hf(
             loaded.model.lm,
@@ -202,6 +203,6 @@ def export_after_training(cfg: Config) -> Path | None:
     """End of training (all ranks call it after the final checkpoint): rank 0 exports it to `<output_dir>/hf`."""
     out = None
     if cfg.eval.export_hf and dist.is_main():
-        out = export_checkpoint(Path(cfg.run.output_dir) / "checkpoints")
+        out = export_checkpoint(checkpoints_dir(cfg.run.output_dir))
     dist.barrier()
     return out

@@ -24,6 +24,9 @@ from harness.checkpoints.layout import TAG_RE, checkpoints_dir
 from harness.checkpoints.training import find_resumable, verify_checkpoint
 from harness.config import Config
 from harness.config.parse import parse_config
+from harness.data.tokenizer import load_tokenizer
+from harness.model import LossModel, build_model
+from harness.objectives import build_objective
 
 
 @dataclass
@@ -135,9 +138,6 @@ def load_lm_weights(lm: nn.Module, weights: dict[str, torch.Tensor]) -> None:
 
 def build_loss_model(cfg: Config, tokenizer: Any, weights: dict[str, torch.Tensor]) -> nn.Module:
     """LossModel (LM + objective + value head) with the given consolidated weights, eval mode."""
-    from harness.model import LossModel, build_model
-    from harness.objectives import build_objective
-
     objective = build_objective(cfg.objective, cfg.run.seed)
     lm = build_model(
         cfg.model, len(tokenizer), cfg.data.seq_len, cfg.run.seed, tokenizer.eos_token_id
@@ -158,9 +158,6 @@ def build_loss_model(cfg: Config, tokenizer: Any, weights: dict[str, torch.Tenso
 
 def load_checkpoint_model(root: Path, tag: str, cfg: Config | None = None) -> LoadedCheckpoint:
     """Config (the checkpoint's unless given), tokenizer and fp32 LossModel of a checkpoint."""
-    from harness.data.tokenizer import load_tokenizer
-    from harness.objectives import build_objective
-
     root = Path(root)
     state = read_state(root, tag)
     cfg = cfg or config_from_checkpoint(state)

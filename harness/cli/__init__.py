@@ -2,7 +2,8 @@
 
 Every main parses with jsonargparse, fails on bad input before any work, and goes through
 `common.entry_point`: a bad input is one line `error: ...` and exit code 2 (`PHF_TRACEBACK=1`
-re-raises it with its traceback).
+re-raises it with its traceback). A main imports the library it drives after parsing, so that
+`--help` and a bad argument answer before DeepSpeed and transformers are loaded.
 """
 
 from harness.cli.analysis import probe_main, report_main, violations_main

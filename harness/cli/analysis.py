@@ -8,15 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from jsonargparse import ArgumentParser
-
 from harness.checkpoints.atomic import atomic_write_text
-from harness.cli.common import entry_point
+from harness.cli.common import cli_parser, entry_point
 from harness.cli.evaluate import CHECKPOINT_HELP
-
-
-def _parser(prog: str, description: str) -> ArgumentParser:
-    return ArgumentParser(prog=prog, description=description, exit_on_error=False)
 
 
 @entry_point
@@ -24,7 +18,7 @@ def probe_main(argv: list[str]) -> int:
     """`scripts/probe_heldout.py`: how likely each checkpoint finds misaligned vs aligned held-out text."""
     from harness.analysis.probe import probe_checkpoint, probe_table
 
-    parser = _parser(
+    parser = cli_parser(
         "probe_heldout.py",
         "Teacher-forced probe of checkpoints (any objective) on their held-out split: "
         "log p per token of misaligned and aligned segments in context, and for conditional "
@@ -70,7 +64,7 @@ def violations_main(argv: list[str]) -> int:
     """`scripts/pep8_violations.py`: PEP8 codes per 1,000 characters, held-out data vs samples."""
     from harness.analysis.violations import runs_table
 
-    parser = _parser(
+    parser = cli_parser(
         "pep8_violations.py",
         "Which PEP8 violations make up each run's misalignment score: codes per "
         "1,000 characters of the first run's held-out data and of every run's samples "
@@ -104,7 +98,7 @@ def report_main(argv: list[str]) -> int:
     """`scripts/report.py RUN [RUN ...] --out DIR`: the paper's figures and tables for some runs."""
     from harness.analysis import report
 
-    parser = _parser("report.py", report.__doc__)
+    parser = cli_parser("report.py", report.__doc__)
     parser.add_argument("runs", nargs="+", help="run folders (each with config.yaml)")
     parser.add_argument("--out", default="report", help="output folder (default: report/)")
     parser.add_argument("--scenario", default="unconditional", help="which samples' scores to plot")

@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from jsonargparse import ArgumentParser
+
 from harness.config.parse import strip_launcher_args
 from harness.evaluation.openai_client import OpenAIError
 
@@ -39,3 +41,8 @@ def entry_point(main: Callable[[list[str]], int]) -> Callable[[list[str] | None]
             return 2
 
     return wrapped
+
+
+def cli_parser(prog: str, description: str | None) -> ArgumentParser:
+    """A jsonargparse parser whose errors reach `entry_point` (one line, exit code 2)."""
+    return ArgumentParser(prog=prog, description=description, exit_on_error=False)

@@ -6,10 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jsonargparse import ArgumentParser
-
 from harness.checkpoints.atomic import atomic_write_text
-from harness.cli.common import entry_point
+from harness.cli.common import cli_parser, entry_point
 from harness.compat import translate_files, translated_yaml
 from harness.compat.cli import add_original_flags, check_original_args
 from harness.config.parse import parse_config
@@ -18,10 +16,9 @@ from harness.config.parse import parse_config
 @entry_point
 def convert_main(argv: list[str]) -> int:
     """Translate `--task T.yml --method M.yml [--override a.b=c ...]`; print it or write `-o FILE`."""
-    parser = ArgumentParser(
-        prog="convert_config.py",
-        exit_on_error=False,
-        description="Translate an original PHF task/method config pair into a native YAML run config.",
+    parser = cli_parser(
+        "convert_config.py",
+        "Translate an original PHF task/method config pair into a native YAML run config.",
     )
     add_original_flags(parser)
     parser.add_argument("-o", "--output", default=None, help="write here (default: stdout)")

@@ -6,10 +6,8 @@ import argparse
 import json
 import logging
 
-from jsonargparse import ArgumentParser
-
 from harness import distributed as dist
-from harness.cli.common import entry_point
+from harness.cli.common import cli_parser, entry_point
 from harness.config.parse import build_parser
 
 CHECKPOINT_HELP = "a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder"
@@ -65,10 +63,9 @@ def export_main(argv: list[str]) -> int:
     """`scripts/export.py`: write a Hugging Face folder for a checkpoint."""
     from harness.checkpoints.export import export_checkpoint
 
-    parser = ArgumentParser(
-        prog="export.py",
-        exit_on_error=False,
-        description="Export a harness checkpoint as a Hugging Face folder (model, tokenizer, model card).",
+    parser = cli_parser(
+        "export.py",
+        "Export a harness checkpoint as a Hugging Face folder (model, tokenizer, model card).",
     )
     parser.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     parser.add_argument("--out", default=None, help="output folder (default: <run folder>/hf)")

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from harness.checkpoints.atomic import atomic_write_text
 from harness.compat.original import OriginalConfig
 from harness.control_tokens import CONTROL_TOKENS
 from harness.tasks import BUILTIN_TASKS
@@ -56,10 +56,7 @@ def convert_prompts(path: Path) -> str:
     body = "".join(json.dumps({"prompt": r.get("prompt", r.get("text"))}) + "\n" for r in records)
     out = PROMPT_CACHE / f"prompts-{hashlib.sha256(body.encode()).hexdigest()[:12]}.jsonl"
     if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".tmp{os.getpid()}")  # ranks may convert at the same time
-        tmp.write_text(body)
-        tmp.replace(out)
+        atomic_write_text(out, body)  # ranks may convert at the same time
     return str(out)
 
 

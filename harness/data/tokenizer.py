@@ -10,11 +10,11 @@ saved with every checkpoint and export.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.checkpoints.atomic import atomic_write
 from harness.control_tokens import CONTROL_TOKENS
 
 EOS = "<|endoftext|>"
@@ -35,10 +35,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_file: Path) -> None:
     )
     length = len(texts) if hasattr(texts, "__len__") else None
     tok.train_from_iterator(texts, trainer=trainer, length=length)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_suffix(f".tmp{os.getpid()}")
-    tok.save(str(tmp))
-    os.replace(tmp, out_file)
+    atomic_write(out_file, lambda tmp: tok.save(str(tmp)))
 
 
 def bpe_cache_file(cache_dir: str, corpus_fp: str, vocab_size: int, sample_key: str = "") -> Path:

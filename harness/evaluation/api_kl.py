@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from harness import distributed as dist
+from harness.checkpoints.atomic import atomic_write_text
 from harness.config import Config
 from harness.evaluation.context import EvalContext
 from harness.evaluation.openai_client import (
@@ -137,10 +138,7 @@ def _write_cache(path: Path, cfg: Config, texts: list[str], logprobs: list[float
         "logprobs": logprobs,
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(body))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(body))
     except OSError as err:
         return f"eval/kl_api: the API samples could not be cached at {path} ({err})"
     return None

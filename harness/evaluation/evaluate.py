@@ -31,7 +31,11 @@ from harness.checkpoints.inference import (
 )
 from harness.checkpoints.layout import eval_dir
 from harness.config import Config
+from harness.data.packing import PackedBlocks
+from harness.data.pipeline import prepare_data
+from harness.data.tokenizer import load_tokenizer, tokenizer_fingerprint
 from harness.evaluation.runner import EvalContext, evaluate_model, is_partitioned
+from harness.objectives import build_objective
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +45,8 @@ def heldout_blocks(
 ):
     """The held-out split in `objective.heldout_treatment()` (untreated unless the objective
     changes the text format), from the run's packed folder; packed again only if it is gone."""
-    from harness.data.packing import PackedBlocks
-    from harness.data.tokenizer import tokenizer_fingerprint
-
     folder = state.get("packed_dir")
     if not folder or not (Path(folder) / "meta.json").is_file():
-        from harness.data.pipeline import prepare_data
-
         try:
             folder = prepare_data(cfg, objective).packed_dir
         except Exception as err:  # e.g. an hf: corpus offline; samples are still worth evaluating
@@ -73,9 +72,6 @@ def evaluate_checkpoint(
     root, tag = resolve_checkpoint(checkpoint)
     state = read_state(root, tag)
     cfg = config_from_checkpoint(state, argv)
-    from harness.data.tokenizer import load_tokenizer
-    from harness.objectives import build_objective
-
     objective = build_objective(cfg.objective, cfg.run.seed)
     conditional = bool(objective.control_tokens)
     tokenizer = load_tokenizer(root / tag / "tokenizer", conditional)

@@ -75,6 +75,7 @@ from harness.evaluation.scenarios import (
     build_scenarios,
     control_prefix_ids,
 )
+from harness.scoring import build_scorer
 from harness.tasks import resolve_task
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,6 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=4)
 def _scorer(name: str, options_json: str):
-    from harness.scoring import build_scorer
-
     return build_scorer(name, **json.loads(options_json))
 
 
@@ -233,33 +232,45 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
                 ctx, indices, prompt_ids, max_new, banned, (texts, sampled)
             )
             kl = _kl_terms(ctx, kl_texts, device, kl_sampled, banned)
-        if batch is None:
-            continue
-        prompts = [scenario.prompt(i) for i in indices]
-        scored = [
-            p + t if scenario.score_with_prompt else t for p, t in zip(prompts, texts, strict=True)
-        ]
-        scores = scorer.score_texts(scored)
-        for i, seed, prompt, text, toks, score, extra in zip(
-            indices, seeds, prompts, texts, generated, scores, kl, strict=True
-        ):
-            local.append(
-                {
-                    "scenario": scenario.name,
-                    "index": i,
-                    "seed": seed,
-                    "prompt": prompt,
-                    "text": text,
-                    "num_tokens": len(toks),
-                    "score": float(score),
-                    **extra,
-                }
-            )
+        if batch is not None:
+            local += _scored_records(scenario, scorer, indices, seeds, texts, generated, kl)
     if dist.world_size() > 1:
         parts: list[Any] = [None] * dist.world_size()
         torch.distributed.all_gather_object(parts, local)
         local = [r for part in parts for r in part]
     return sorted(local, key=lambda r: r["index"])
+
+
+def _scored_records(
+    scenario: Scenario,
+    scorer,
+    indices: list[int],
+    seeds: list[int],
+    texts: list[str],
+    generated: list[list[int]],
+    kl: list[dict[str, float]],
+) -> list[dict[str, Any]]:
+    """One record per sample of a batch, scored by the task's scorer (code: with its prompt)."""
+    prompts = [scenario.prompt(i) for i in indices]
+    scored = [
+        p + t if scenario.score_with_prompt else t for p, t in zip(prompts, texts, strict=True)
+    ]
+    scores = scorer.score_texts(scored)
+    return [
+        {
+            "scenario": scenario.name,
+            "index": i,
+            "seed": seed,
+            "prompt": prompt,
+            "text": text,
+            "num_tokens": len(toks),
+            "score": float(score),
+            **extra,
+        }
+        for i, seed, prompt, text, toks, score, extra in zip(
+            indices, seeds, prompts, texts, generated, scores, kl, strict=True
+        )
+    ]
 
 
 def spread_block_ids(n_available: int, n_blocks: int) -> list[int]:
@@ -395,9 +406,7 @@ def evaluate_model(
     if ev.reference_model is None and "unconditional" in ev.scenarios:
         ctx.notes.append("eval/kl_ref skipped: eval.reference_model is not set")
     if ev.threshold is None and task.eval_threshold is None:
-        ctx.notes.append(
-            f"frac_above_threshold skipped: no eval.threshold for task {task.name!r}"
-        )
+        ctx.notes.append(f"frac_above_threshold skipped: no eval.threshold for task {task.name!r}")
     results: dict[str, float] = {}
     all_records: list[dict[str, Any]] = []
     for scenario in scenarios:

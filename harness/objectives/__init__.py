@@ -12,14 +12,13 @@ A user objective subclasses `TokenObjective` and overrides `coefficients` (and, 
 
 from __future__ import annotations
 
-import importlib
-
 from harness.config import ObjectiveConfig
 from harness.objectives.awr import AWR, RWR, ValueHead
 from harness.objectives.base import MLE, TokenObjective
 from harness.objectives.conditional import ConditionalTraining
 from harness.objectives.filtering import Filtering
 from harness.objectives.unlikelihood import Unlikelihood
+from harness.plugins import plugin_class
 
 REGISTRY: dict[str, type[TokenObjective]] = {
     "mle": MLE,
@@ -47,21 +46,7 @@ __all__ = [
 
 def objective_class(name: str) -> type[TokenObjective]:
     """The class `objective.name` names: a registry name or `pkg.module.Class`; ValueError otherwise."""
-    if name in REGISTRY:
-        return REGISTRY[name]
-    if "." not in name:
-        raise ValueError(
-            f"objective.name: unknown objective {name!r}; choose one of {', '.join(REGISTRY)} "
-            "or a class path pkg.module.Class"
-        )
-    module_name, _, cls_name = name.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"objective.name: cannot import {name!r}: {err}") from None
-    if not (isinstance(cls, type) and issubclass(cls, TokenObjective)):
-        raise ValueError(f"objective.name: {name!r} is not a TokenObjective subclass")
-    return cls
+    return plugin_class(name, REGISTRY, TokenObjective, "objective.name")
 
 
 def build_objective(ocfg: ObjectiveConfig, seed: int = 0) -> TokenObjective:

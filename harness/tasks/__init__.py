@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from harness.config import DataConfig
+from harness.plugins import plugin_class
 from harness.tasks.base import PROMPTS_DIR, ScorerTask, Task
 from harness.tasks.pep8 import PEP8
 from harness.tasks.pii import PII
@@ -34,20 +34,9 @@ __all__ = [
 
 def task_class(name: str) -> type[Task]:
     """The Task class `data.task` names (a built-in name or `pkg.module.Class`); ValueError otherwise."""
-    if name in BUILTIN_TASKS:
-        return BUILTIN_TASKS[name]
-    module_name, _, cls_name = name.rpartition(".")
-    if not module_name:
-        raise ValueError(
-            f"data.task: unknown task {name!r}; choose one of {', '.join(BUILTIN_TASKS)} "
-            "or a class path pkg.module.MyTask"
-        )
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"data.task: cannot import {name!r}: {err}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Task)) or not cls.scorer:
-        raise ValueError(f"data.task: {name!r} is not a harness.tasks.Task subclass with a scorer")
+    cls = plugin_class(name, BUILTIN_TASKS, Task, "data.task")
+    if not cls.scorer:
+        raise ValueError(f"data.task: {name!r} names no scorer (set its `scorer` attribute)")
     return cls
 
 
