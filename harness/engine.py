@@ -42,7 +42,14 @@ from harness.evaluation.evaluate import evaluate_during_training
 from harness.evaluation.runner import eval_scorer
 from harness.faults import StopRequest, install_signal_handlers, params_finite, stop_requested
 from harness.metrics import MetricsLogger, peak_tflops
-from harness.model import LossModel, ModelStats, build_model, model_stats
+from harness.model import (
+    LossModel,
+    ModelStats,
+    build_model,
+    check_pretrained,
+    model_stats,
+    pretrained_rows,
+)
 from harness.objectives import build_objective
 
 log = logging.getLogger("harness")
@@ -88,9 +95,10 @@ def setup(cfg: Config) -> Run:
     install_signal_handlers()
     ds_config = build_ds_config(cfg, dist.world_size())  # batch arithmetic for this world size
     state = _resume_state(cfg, plan.fingerprint)
+    objective = build_objective(cfg.objective, cfg.run.seed)
+    check_pretrained(cfg, objective.control_tokens)  # a model.path that cannot take the tokenizer
     if cfg.eval.scenarios:
         eval_scorer(cfg)  # a scorer that cannot be built fails the run now, not after training
-    objective = build_objective(cfg.objective, cfg.run.seed)
     data = prepare_data(cfg, objective, plan)
     if state is not None:
         check_tokenizer(state, tokenizer_fingerprint(data.tokenizer))
@@ -101,7 +109,7 @@ def setup(cfg: Config) -> Run:
     lm = build_model(
         cfg.model, len(data.tokenizer), cfg.data.seq_len, cfg.run.seed, data.tokenizer.eos_token_id
     )
-    objective.prepare_model(lm, data.tokenizer)
+    objective.prepare_model(lm, data.tokenizer, pretrained_rows(cfg.model))
     if cfg.model.gradient_checkpointing:
         lm.gradient_checkpointing_enable()
     stats = model_stats(lm, cfg.data.seq_len)
@@ -173,7 +181,7 @@ def _build_engine(
     )
     if state is None:
         torch.manual_seed(cfg.run.seed + dist.rank())  # dropout differs across ranks, reproducibly
-        return engine, LoaderState(seed=cfg.run.seed), 0, 0
+        return engine, LoaderState(seed=cfg.run.seed), 0, cfg.train.tokens_already_seen
     load_checkpoint(engine, root, state, load_tag)
     log.info(
         "resumed from %s at step %d (%d tokens)",

@@ -9,6 +9,7 @@ our forward (docs/design.md, "The token loss").
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,60 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.config import ModelConfig
+from harness.config import Config, ModelConfig
+from harness.data.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
+
+
+def pretrained_rows(mcfg: ModelConfig) -> int:
+    """Embedding rows the pretrained `model.path` was trained with (0 when built from scratch)."""
+    if mcfg.path is None or mcfg.from_scratch:
+        return 0
+    config_file = Path(mcfg.path) / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"model.path: {config_file} not found (a transformers model folder is needed)"
+        )
+    return int(json.loads(config_file.read_text())["vocab_size"])
+
+
+def check_pretrained(cfg: Config, control_tokens: tuple[str, ...]) -> None:
+    """A pretrained `model.path` must take the run's tokenizer and sequence length; ValueError
+    naming the keys and the numbers otherwise (cheap: the model's config and the tokenizer only)."""
+    rows = pretrained_rows(cfg.model)
+    if rows == 0:
+        return
+    if cfg.data.tokenizer is None:
+        hint = (
+            f" (it has one: {cfg.model.path})"
+            if (Path(cfg.model.path) / "tokenizer.json").is_file()
+            else ""
+        )
+        raise ValueError(
+            f"data.tokenizer: a pretrained model.path {cfg.model.path} needs the tokenizer it was "
+            f"trained with{hint}; set data.tokenizer to it instead of training a new BPE"
+        )
+    vocab = load_tokenizer(cfg.data.tokenizer).get_vocab()
+    base = len(vocab)
+    if base > rows:
+        raise ValueError(
+            f"data.tokenizer {cfg.data.tokenizer} has {base} tokens but model.path {cfg.model.path} "
+            f"has {rows} embedding rows: it is not the model's tokenizer"
+        )
+    config = json.loads((Path(cfg.model.path) / "config.json").read_text())
+    positions = config.get("n_positions", config.get("max_position_embeddings"))
+    if positions is not None and positions < cfg.data.seq_len:
+        raise ValueError(
+            f"data.seq_len {cfg.data.seq_len} exceeds model.path {cfg.model.path}'s "
+            f"{positions} positions"
+        )
+    log.info(
+        "finetuning %s (%d embedding rows; %d control tokens to add)",
+        cfg.model.path,
+        rows,
+        sum(t not in vocab for t in control_tokens),
+    )
 
 
 def build_model(

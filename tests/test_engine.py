@@ -99,3 +99,46 @@ def test_a_scorer_that_cannot_be_built_fails_before_training(tmp_path, one_rank)
         train(cfg)
     assert not (tmp_path / "bad" / "checkpoints").exists()
     assert not (tmp_path / "cache").exists()  # no data work either
+
+
+def test_finetuning_a_pretrained_run_adds_control_tokens_and_counts_tokens_from_where_it_left(
+    tmp_path, one_rank
+):
+    import torch
+
+    from harness.data.tokenizer import load_tokenizer
+    from harness.model import build_model, pretrained_rows
+    from harness.objectives import build_objective
+
+    pre = run_config(tmp_path, "pre", "--train.max_steps", "2", "--eval.export_hf", "true")
+    train(pre)
+    hf = tmp_path / "pre" / "hf"
+    finetune = [
+        *("--model.path", str(hf), "--model.from_scratch", "false", "--data.tokenizer", str(hf)),
+        *("--objective.name", "conditional", "--objective.threshold", "0.0"),
+        *("--train.max_steps", "null", "--train.max_tokens", str(5 * 256)),
+        *("--train.tokens_already_seen", str(2 * 256)),  # 2 steps of 4 x 64 tokens seen
+    ]
+    cfg = run_config(tmp_path, "ft", *finetune)
+
+    # The model before training: pretrained rows as they were, two new control-token rows.
+    rows = pretrained_rows(cfg.model)
+    tok = load_tokenizer(hf, control_tokens=True)
+    assert len(tok) == rows + 2
+    pretrained = build_model(cfg.model, rows, 64, 0)  # the export, as it was saved
+    lm = build_model(cfg.model, len(tok), 64, cfg.run.seed)
+    build_objective(cfg.objective, cfg.run.seed).prepare_model(lm, tok, rows)
+    old, new = pretrained.get_input_embeddings().weight, lm.get_input_embeddings().weight
+    assert torch.equal(new[:rows], old)
+    assert torch.allclose(new[rows:], old.mean(dim=0).expand(2, -1), atol=0.05)
+    assert not torch.equal(new[rows], new[rows + 1])  # mean plus noise
+
+    train(cfg)
+    records = [r for r in read_metrics(tmp_path / "ft") if "loss" in r]
+    assert [r["step"] for r in records] == [1, 2, 3]  # (5 - 2) x 256 tokens left: 3 steps
+    assert [r["tokens"] for r in records] == [3 * 256, 4 * 256, 5 * 256]
+
+    with pytest.raises(ValueError, match="data.tokenizer: a pretrained model.path"):
+        train(run_config(tmp_path, "ft2", *finetune, "--data.tokenizer", "null"))
+    with pytest.raises(ValueError, match="data.seq_len 128 exceeds model.path"):
+        train(run_config(tmp_path, "ft3", *finetune, "--data.seq_len", "128"))

@@ -185,3 +185,46 @@ def test_only_a_bounded_number_of_parts_stays_mapped(tmp_path, monkeypatch):
     order = np.random.default_rng(0).permutation(len(blocks))
     assert np.array_equal(blocks[order.tolist()][0], expected[order])
     assert sum(p._maps is not None for p in blocks._parts) <= 2 < len(blocks._parts)
+
+
+def test_select_window_splits_documents_at_their_first_token():
+    from harness.data.prefix import select_window
+
+    counts = np.array([5, 5, 5, 5])  # documents start at tokens 0, 5, 10, 15
+    assert select_window(counts, None, None) == (0, 4)
+    assert select_window(counts, None, 6) == (0, 2)  # token 5 starts the second document
+    assert select_window(counts, 6, None) == (2, 4)  # ... so skipping 6 skips both
+    assert select_window(counts, 5, None) == (1, 4)
+    assert select_window(counts, 5, 5) == (1, 2)  # take counts from the first kept document
+    with pytest.raises(ValueError, match=r"data.skip_tokens=20 .* has 20 tokens in 4 documents"):
+        select_window(counts, 20, None)
+
+
+def test_skip_and_take_tokens_split_the_training_documents(tmp_path):
+    full = bundle(make_cfg(tmp_path))
+    total = json.loads((full.packed_dir / "meta.json").read_text())["splits"]["train"]
+    n = total["num_tokens"] // 3
+    take = bundle(make_cfg(tmp_path, "--data.take_tokens", str(n)))
+    skip = bundle(make_cfg(tmp_path, "--data.skip_tokens", str(n)))
+    meta = {
+        name: json.loads((b.packed_dir / "meta.json").read_text())["splits"]
+        for name, b in (("full", full), ("take", take), ("skip", skip))
+    }
+    docs = {name: m["train"]["num_documents"] for name, m in meta.items()}
+    assert 0 < docs["take"] < docs["full"] and docs["take"] + docs["skip"] == docs["full"]
+    # the prefix is about n tokens (whole documents), the held-out split untouched
+    assert n <= meta["take"]["train"]["num_tokens"] + meta["take"]["train"]["dropped_tail_tokens"]
+    for prefixed in (take, skip):
+        assert np.array_equal(all_blocks(full.heldout)[0], all_blocks(prefixed.heldout)[0])
+    # per shard, the taken documents come first and the skipped ones are the rest
+    for part_take, part_skip, part_full in zip(
+        meta["take"]["train"]["parts"],
+        meta["skip"]["train"]["parts"],
+        meta["full"]["train"]["parts"],
+        strict=True,
+    ):
+        assert part_take["num_documents"] + part_skip["num_documents"] == part_full["num_documents"]
+    counts = sorted(take.packed_dir.parent.glob("counts-*/shard-*.npy"))
+    assert len(counts) == 6  # counted once, shared by both prefixes
+    with pytest.raises(ValueError, match="data.skip_tokens=.* leave no training document"):
+        bundle(make_cfg(tmp_path, "--data.skip_tokens", str(10 * total["num_tokens"])))

@@ -116,8 +116,8 @@ def gradient_accumulation_steps(train: TrainConfig, world_size: int) -> int:
 
 
 def total_steps(cfg: Config) -> int:
-    """Optimizer steps of the run, from max_steps or the token budget."""
+    """Optimizer steps of the run: max_steps, or the token budget left after tokens_already_seen."""
     if cfg.train.max_steps is not None:
         return cfg.train.max_steps
     tokens_per_step = cfg.train.global_batch_size * cfg.data.seq_len
-    return math.ceil(cfg.train.max_tokens / tokens_per_step)
+    return math.ceil((cfg.train.max_tokens - cfg.train.tokens_already_seen) / tokens_per_step)

@@ -54,6 +54,10 @@ class DataConfig:
     """Use only the first N records of the corpus (files of a folder, rows, lines; in its deterministic order, before `max_document_chars` and `dedup` skip any)."""
     max_document_chars: int | None = None
     """Skip documents longer than this many characters."""
+    skip_tokens: int | None = None
+    """Leave out the training documents that start within the first N tokens of the training split, in corpus order (document-granular; held-out documents are unaffected): finetune on what a model pretrained with `take_tokens: N` has not seen."""
+    take_tokens: int | None = None
+    """Train only on the documents that start within the first N tokens of the training split, after any skip (document-granular): pretrain on a corpus prefix."""
     dedup: bool = False
     """When packing, skip a document whose text equals an earlier one's (exact match, by 63-bit digest), so copies cannot sit on both sides of the held-out split."""
     scorer: str = "pep8"
@@ -108,6 +112,14 @@ class DataConfig:
             (
                 self.max_document_chars is None or self.max_document_chars > 0,
                 f"data.max_document_chars must be > 0, got {self.max_document_chars}",
+            ),
+            (
+                self.skip_tokens is None or self.skip_tokens >= 0,
+                f"data.skip_tokens must be >= 0, got {self.skip_tokens}",
+            ),
+            (
+                self.take_tokens is None or self.take_tokens > 0,
+                f"data.take_tokens must be > 0, got {self.take_tokens}",
             ),
         )
         tok = self.tokenizer
@@ -231,6 +243,8 @@ class TrainConfig:
     """Stop after this many consecutive steps with a non-finite loss."""
     stop_at_step: int | None = None
     """Save and stop cleanly after this step, schedule untouched (e.g. to fit an allocation); rerun to continue."""
+    tokens_already_seen: int = 0
+    """Tokens a pretrained `model.path` has already seen: logged `tokens` start here and the step budget is `max_tokens` minus it (fresh optimizer and schedule)."""
 
     def problems(self) -> list[str]:
         """Every problem of this section, each naming its key (the world size is checked later)."""
@@ -246,6 +260,15 @@ class TrainConfig:
             (
                 self.max_tokens is None or self.max_tokens > 0,
                 f"train.max_tokens must be > 0, got {self.max_tokens}",
+            ),
+            (
+                self.tokens_already_seen >= 0,
+                f"train.tokens_already_seen must be >= 0, got {self.tokens_already_seen}",
+            ),
+            (
+                self.max_tokens is None or self.tokens_already_seen < self.max_tokens,
+                f"train.tokens_already_seen ({self.tokens_already_seen}) must be below "
+                f"train.max_tokens ({self.max_tokens}): no tokens would be left to train on",
             ),
             (
                 self.global_batch_size > 0,

@@ -27,10 +27,12 @@ from typing import Any
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from harness.checkpoints.atomic import atomic_write
 from harness.config import Config, ObjectiveConfig
 from harness.data.corpus import is_heldout
 from harness.data.executor import publish_once, run_in_launch, task_done
-from harness.data.packing import BlockWriter, encode_batches, token_dtype
+from harness.data.packing import BlockWriter, document_token_counts, encode_batches, token_dtype
+from harness.data.prefix import counts_file, shard_windows
 from harness.scoring.shards import index_name, iter_shard, shard_name
 
 PACK_VERSION = "pack-v4"  # v4: one held-out split, in heldout_treatment()
@@ -105,15 +107,14 @@ class PackShard(PipelineStep):
             shutil.rmtree(stale, ignore_errors=True)
         dtype = token_dtype(len(tok))
         writers = {split: BlockWriter(tmp / split, s["seq_len"], dtype) for split in treatments}
-        keep = None
-        if s["dedup_file"]:
-            start = _row_offset(Path(s["scored_dir"]), rank)
-            keep = np.load(s["dedup_file"], mmap_mode="r")[start:]
+        self._train_seen = 0  # training documents met so far: their index for the prefix window
+        self._window = (
+            shard_windows(s["counts_dir"], len(s["shards"]), *_prefix(s))[rank]
+            if s["counts_dir"]
+            else None
+        )
         batch: list[dict[str, Any]] = []
-        for i, rec in enumerate(iter_shard(Path(s["shards"][rank]))):
-            if keep is not None and not keep[i]:
-                self.stat_update("duplicates")
-                continue
+        for rec in kept_records(s, rank, lambda: self.stat_update("duplicates")):
             batch.append(rec)
             if len(batch) >= BATCH_RECORDS:
                 self._write(batch, treatments, writers, tok)
@@ -134,9 +135,67 @@ class PackShard(PipelineStep):
         for split, treat in treatments.items():
             want = split != "train"
             records = [rec for rec, h in zip(batch, held, strict=True) if h == want]
+            if split == "train" and self._window is not None:
+                lo, hi = self._window
+                first, self._train_seen = self._train_seen, self._train_seen + len(records)
+                records = records[max(lo - first, 0) : max(hi - first, 0)]
             for ids, scores, n in encode_batches(records, tok, treat, max(1, len(records))):
                 writers[split].add(ids, scores, n)
             self.stat_update(f"{split}_documents", value=len(records))
+
+
+def kept_records(spec: dict[str, Any], rank: int, on_duplicate=None):
+    """The records of scored shard `rank` in order, later copies dropped (`data.dedup`)."""
+    keep = None
+    if spec["dedup_file"]:
+        start = _row_offset(Path(spec["scored_dir"]), rank)
+        keep = np.load(spec["dedup_file"], mmap_mode="r")[start:]
+    for i, rec in enumerate(iter_shard(Path(spec["shards"][rank]))):
+        if keep is not None and not keep[i]:
+            if on_duplicate is not None:
+                on_duplicate()
+            continue
+        yield rec
+
+
+def _prefix(spec: dict[str, Any]) -> tuple[int | None, int | None]:
+    return spec["skip_tokens"], spec["take_tokens"]
+
+
+class CountShard(PipelineStep):
+    """Token counts of scored shard `rank`'s training documents (for data.skip/take_tokens)."""
+
+    name = "count tokens"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(self, spec: dict[str, Any]):
+        super().__init__()
+        self.spec = spec
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        """Write counts/shard-k.npy; yields nothing."""
+        s = self.spec
+        tok = _tokenizer(s["tokenizer"], s["control_tokens"])
+        fraction = s["heldout_fraction"]
+        train = (r for r in kept_records(s, rank) if not is_heldout(r["id"], fraction))
+        counts = document_token_counts(train, tok)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, counts)
+
+        atomic_write(counts_file(s["counts_dir"], rank), write)
+        return
+        yield
+
+
+def count_tokens(spec: dict[str, Any], run_stage: Callable = run_in_launch) -> None:
+    """Count the training documents' tokens (missing shards only), then check the prefix window."""
+    n = len(spec["shards"])
+    if not all(counts_file(spec["counts_dir"], k).is_file() for k in range(n)):
+        folder = Path(spec["counts_dir"])
+        run_stage([CountShard(spec)], n, folder / "datatrove", "counting tokens")
+    shard_windows(spec["counts_dir"], n, *_prefix(spec))  # an empty selection fails here
 
 
 def pack_key(
@@ -155,14 +214,25 @@ def pack_key(
             cfg.data.heldout_fraction,
             cfg.data.dedup,
             PACK_VERSION,
+            *([cfg.data.skip_tokens, cfg.data.take_tokens] if _has_prefix(cfg) else []),
         ],
         sort_keys=True,
     )
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def _has_prefix(cfg: Config) -> bool:
+    return cfg.data.skip_tokens is not None or cfg.data.take_tokens is not None
+
+
 def pack_spec(
-    cfg: Config, scored_dir: Path, num_shards: int, out: Path, tokenizer: str, objective: Any
+    cfg: Config,
+    scored_dir: Path,
+    num_shards: int,
+    out: Path,
+    tokenizer: str,
+    objective: Any,
+    counts_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Everything a pack task needs, as plain data (the step is pickled for SLURM and Ray)."""
     return {
@@ -177,6 +247,10 @@ def pack_spec(
         "seed": cfg.run.seed,
         "splits": ["train", "heldout"],
         "dedup_file": str(dedup_keep_file(scored_dir)) if cfg.data.dedup else None,
+        "skip_tokens": cfg.data.skip_tokens,
+        "take_tokens": cfg.data.take_tokens,
+        # Where the token counts of the training documents go; None: no prefix asked for.
+        "counts_dir": str(counts_dir) if counts_dir is not None and _has_prefix(cfg) else None,
     }
 
 
@@ -240,6 +314,8 @@ def pack_corpus(
     """Pack this rank's share of the missing parts, wait for the others, publish meta.json."""
     out = Path(spec["out"])
     if not (out / "meta.json").is_file():
+        if spec["counts_dir"]:
+            count_tokens(spec, run_stage)
         run_stage(pack_pipeline(spec), len(spec["shards"]), out / "datatrove", "packing")
         publish_pack_meta(spec, tokenizer_fp)
     return out

@@ -117,6 +117,31 @@ def encode_batches(
         yield flush()
 
 
+def document_token_counts(
+    records: Iterable[dict[str, Any]], tok, batch_docs: int = 256
+) -> np.ndarray:
+    """Tokens of each record's plain text as packed (its segments, then EOS), in order."""
+    encode = _encoder(tok)
+    counts: list[int] = []
+    batch: list[Segments] = []
+
+    def flush() -> None:
+        encoded = encode([text for segs in batch for text, _ in segs])
+        k = 0
+        for segs in batch:
+            counts.append(sum(len(ids) for ids in encoded[k : k + len(segs)]) + 1)
+            k += len(segs)
+        batch.clear()
+
+    for record in records:
+        batch.append(plain_segments(record))
+        if len(batch) >= batch_docs:
+            flush()
+    if batch:
+        flush()
+    return np.asarray(counts, dtype=np.int64)
+
+
 def _fresh_tmp(out_dir: Path) -> Path:
     """An empty temporary folder beside `out_dir`, to be renamed into place when complete."""
     tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")

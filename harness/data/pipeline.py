@@ -161,6 +161,28 @@ def packed_dir_for(
     return Path(cfg.data.cache_dir) / "packed" / pack_key(cfg, job, tok_id, keys)
 
 
+def counts_dir_for(cfg: Config, job: dict[str, Any], tok_id: str) -> Path:
+    """Where the token counts of the training documents go (for data.skip/take_tokens): one
+    folder per scored corpus, tokenizer and split, shared by every objective and prefix."""
+    raw = json.dumps(
+        [
+            job["corpus_fingerprint"],
+            job["scorer"],
+            job["scorer_options"],
+            tok_id,
+            cfg.data.heldout_fraction,
+            cfg.data.dedup,
+            "counts-v1",
+        ],
+        sort_keys=True,
+    )
+    return (
+        Path(cfg.data.cache_dir)
+        / "packed"
+        / f"counts-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
+    )
+
+
 def pack_data(
     cfg: Config,
     scored: Path,
@@ -176,7 +198,13 @@ def pack_data(
     out = packed_dir_for(cfg, manifest, objective, tok_fp)
     if cfg.data.dedup:
         ensure_dedup_mask(scored, manifest)
-    spec = pack_spec(cfg, scored, manifest["num_shards"], out, tok_path, objective)
+    counts = None
+    if cfg.data.skip_tokens is not None or cfg.data.take_tokens is not None:
+        plain_id = tokenizer_id(
+            cfg, manifest["corpus_fingerprint"], False
+        )  # as prepare.py names it
+        counts = counts_dir_for(cfg, manifest, plain_id)
+    spec = pack_spec(cfg, scored, manifest["num_shards"], out, tok_path, objective, counts)
     pack_corpus(spec, tok_fp, run_stage)
     meta_fp = json.loads((out / "meta.json").read_text())["tokenizer_fingerprint"]
     if meta_fp != tok_fp:
@@ -204,9 +232,7 @@ def prepare_data(
     scored_at = time.perf_counter()
     tok_path = ensure_tokenizer(cfg, scored, manifest)
     tokenizer_at = time.perf_counter()
-    tok, out, train, heldout = pack_data(
-        cfg, scored, manifest, tok_path, objective, run_stage
-    )
+    tok, out, train, heldout = pack_data(cfg, scored, manifest, tok_path, objective, run_stage)
     # One line a benchmark (scripts/bench_data.py) and a user can read the stages' cost from.
     log.info(
         "data stage times: scoring %.2f s, tokenizer %.2f s, packing %.2f s",

@@ -27,13 +27,15 @@ from datatrove.pipeline.base import PipelineStep
 
 from harness.config import Config
 from harness.data.executor import local_executor
-from harness.data.pack_stage import pack_pipeline, pack_spec, publish_pack_meta
+from harness.data.pack_stage import CountShard, pack_pipeline, pack_spec, publish_pack_meta
 from harness.data.pipeline import (
     bpe_file,
+    counts_dir_for,
     ensure_tokenizer,
     packed_dir_for,
     plan_corpus,
     prepare_data,
+    tokenizer_id,
 )
 from harness.scoring.shards import ScoringJob, pin_job, publish_manifest, scoring_pipeline
 from harness.tasks import scorer_options_for
@@ -114,7 +116,10 @@ def _stages(cfg: Config, objective: Any) -> list[tuple[str, list, int, Path]]:
     pin_job(folder, job, plan)
     tokenizer = cfg.data.tokenizer or str(bpe_file(cfg, plan.fingerprint))
     out = packed_dir_for(cfg, job.to_dict(), objective)
-    spec = pack_spec(cfg, folder, job.num_shards, out, tokenizer, objective)
+    counts = None
+    if cfg.data.skip_tokens is not None or cfg.data.take_tokens is not None:
+        counts = counts_dir_for(cfg, job.to_dict(), tokenizer_id(cfg, plan.fingerprint, False))
+    spec = pack_spec(cfg, folder, job.num_shards, out, tokenizer, objective, counts)
     finish = FinishScoring(config_to_dict(cfg), str(folder), job.to_dict())
     n = job.num_shards
     return [
@@ -125,6 +130,7 @@ def _stages(cfg: Config, objective: Any) -> list[tuple[str, list, int, Path]]:
             folder / "datatrove",
         ),
         ("finish_scoring", [finish], 1, folder / "datatrove-finish"),
+        *([("count", [CountShard(spec)], n, counts / "datatrove")] if spec["counts_dir"] else []),
         ("pack", pack_pipeline(spec), n, out / "datatrove"),
         ("finish_packing", [FinishPacking(spec)], 1, out / "datatrove-finish"),
     ]
@@ -202,5 +208,5 @@ def prepare(cfg: Config, opts: ClusterOptions) -> str:
         return f"submitted {len(stages)} dependent SLURM job arrays; logs under {stages[0][3]}"
     if opts.executor == "ray":
         _ray(stages, opts).run()
-        return f"prepared with Ray: packed blocks in {stages[2][3].parent}"
+        return f"prepared with Ray: packed blocks in {stages[-2][3].parent}"
     raise ValueError(f"--executor: unknown {opts.executor!r}; choose local, slurm or ray")

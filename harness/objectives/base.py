@@ -72,8 +72,12 @@ class TokenObjective:
         """
         return plain_segments, "plain"
 
-    def prepare_model(self, lm: nn.Module, tokenizer: Any) -> None:
-        """Adjust the freshly built LM (e.g. initialise control-token embeddings); no-op by default."""
+    def prepare_model(self, lm: nn.Module, tokenizer: Any, trained_rows: int = 0) -> None:
+        """Adjust the freshly built LM (e.g. initialise control-token embeddings); no-op by default.
+
+        `trained_rows`: embedding rows a pretrained `model.path` came with (0 from scratch), which
+        must be left as they are.
+        """
 
     def build_value_head(self, hidden_size: int) -> nn.Module | None:
         """A value head for advantage-weighted objectives; None by default."""

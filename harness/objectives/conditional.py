@@ -112,10 +112,12 @@ class ConditionalTraining(MLE):
             f":seed={self.seed}:tokens={','.join(self.control_tokens)}"
         )
 
-    def prepare_model(self, lm: nn.Module, tokenizer: Any) -> None:
-        """Initialise the control tokens' embeddings at the mean of the others plus small noise."""
-        ids = control_token_ids(tokenizer, self.control_tokens)
-        init_control_embeddings(lm, ids, self.seed)
+    def prepare_model(self, lm: nn.Module, tokenizer: Any, trained_rows: int = 0) -> None:
+        """Initialise the control tokens' embeddings at the mean of the others plus small noise,
+        those a pretrained model lacks (ids from `trained_rows` on); trained ones are kept."""
+        ids = [i for i in control_token_ids(tokenizer, self.control_tokens) if i >= trained_rows]
+        if ids:
+            init_control_embeddings(lm, ids, self.seed)
 
 
 def control_token_ids(tokenizer: Any, tokens: tuple[str, ...]) -> list[int]:
