@@ -656,3 +656,44 @@ def test_rate_limits_are_retried_and_other_errors_reported():
             client.logprobs(["a"])
     finally:
         api.close()
+
+
+# --- the original finetune configs (the paper's section 5) -------------------------------------
+
+FINETUNE_PAIRS = [
+    ("pii", f"{m}_finetune") for m in ("mle", "filtering", "conditional", "ul", "awr", "rwr")
+]
+FINETUNE_PAIRS += [("toxicity", m) for m in ("awr_finetune", "filtering", "rwr_finetune", "ul")]
+FINETUNE_OBJECTIVES = {"mle": "mle", "filtering": "filtering", "conditional": "conditional"}
+FINETUNE_OBJECTIVES.update(ul="ul", awr="awr", rwr="rwr")
+
+
+@pytest.fixture(scope="module")
+def local_gpt2(tmp_path_factory):
+    """A local model folder standing in for the Hub checkpoint the finetune configs name."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path_factory.mktemp("gpt2")
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=50257, n_positions=1024)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("task,method", FINETUNE_PAIRS)
+def test_finetune_pair_translates(tmp_path, local_gpt2, task, method):
+    task_file = str(FIXTURES / task / "finetune.yml")
+    method_file = str(FIXTURES / task / f"{method}.yml")
+    with pytest.raises(ConfigError, match="--override model.path_or_name=<folder>"):
+        translate_files(task_file, method_file)  # a Hub model: say how to point at a folder
+    native, notes = translate_files(task_file, method_file, [f"model.path_or_name={local_gpt2}"])
+    cfg = to_config(native, tmp_path)
+    original = yaml.safe_load(Path(task_file).read_text())
+    seen = original["training"]["tokens_already_seen"]
+    assert cfg.data.skip_tokens == original["dataset"]["skip_tokens"] == seen
+    assert cfg.train.tokens_already_seen == seen and cfg.train.max_tokens == int(3.3e9)
+    assert cfg.model.path == str(local_gpt2) and cfg.model.from_scratch is False
+    assert cfg.objective.name == FINETUNE_OBJECTIVES[method.removesuffix("_finetune")]
+    assert any(n.startswith("model.model_kwargs.revision") for n in notes)
+    method_cfg = yaml.safe_load(Path(method_file).read_text())
+    lr = method_cfg.get("training", {}).get("learning_rate", original["training"]["learning_rate"])
+    assert cfg.train.lr == lr

@@ -97,8 +97,9 @@ def train_section(o: OriginalConfig, seq_len: int) -> dict[str, Any]:
                 "the original never gave the Trainer an eval set; here held-out loss and samples are "
                 "evaluated every generation.every_n_steps (eval.every_steps): set it to 'no'",
             )
-    if o.value(f"{T}.tokens_already_seen", "integer", default=0):
-        o.error(f"{T}.tokens_already_seen", "resuming is automatic here (rerun the same command)")
+    seen = o.value(f"{T}.tokens_already_seen", "integer", default=0)
+    if seen:  # finetuning: the budget is num_tokens minus these; logged tokens start here
+        train["tokens_already_seen"] = seen
     if o.value(f"{T}.gradient_checkpointing", "bool", default=False):
         train["gradient_checkpointing"] = (
             True  # moved to model.gradient_checkpointing by the caller

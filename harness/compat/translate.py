@@ -75,12 +75,9 @@ def _data(o: OriginalConfig) -> dict[str, Any]:
     data["seq_len"] = o.value("dataset.seq_length", "integer", default=1024)
     if o.value("dataset.concat_token", "str") is not None:
         o.error("dataset.concat_token", "documents are always joined with the tokenizer's EOS here")
-    if o.value("dataset.skip_tokens", "integer", default=0):
-        o.error(
-            "dataset.skip_tokens",
-            "resuming is automatic here (rerun the same command; the loader continues where the "
-            "last checkpoint left off)",
-        )
+    skip = o.value("dataset.skip_tokens", "integer", default=0)
+    if skip:  # finetuning: the corpus prefix the pretrained model has seen is left out
+        data["skip_tokens"] = skip
     tokenizer = o.value("tokenizer.path_or_name", "str", required=True)
     if tokenizer is not None:
         data["tokenizer"] = _hub_or_path(tokenizer)
@@ -100,6 +97,13 @@ def _model(o: OriginalConfig) -> dict[str, Any]:
             str(ignored_reason("model.gpt2_config_kwargs.scale_attn_by")),
         )
         kwargs = {k: v for k, v in kwargs.items() if k != "scale_attn_by"}
+    revision = o.value("model.model_kwargs.revision", "str")
+    if revision is not None:
+        o.note(
+            "model.model_kwargs.revision",
+            f"{revision}: the revision of a Hub download; a local model.path_or_name folder is "
+            "used as it is (download that revision into it)",
+        )
     model: dict[str, Any] = {"from_scratch": from_scratch}
     if name is None:
         return model
@@ -108,8 +112,10 @@ def _model(o: OriginalConfig) -> dict[str, Any]:
         if not local:
             o.error(
                 "model.path_or_name",
-                f"{name!r} is not a local folder: pretrained weights are loaded from disk only here; "
-                "download the model and override model.path_or_name=<folder>",
+                f"{name!r} is not a local folder: pretrained weights are loaded from disk only "
+                f"here; download it (e.g. `huggingface-cli download {name} --local-dir <folder>`"
+                f"{' --revision ' + str(revision) if revision else ''}) and add "
+                "--override model.path_or_name=<folder> tokenizer.path_or_name=<folder>",
             )
         model["path"] = name
         if kwargs:
