@@ -6,7 +6,12 @@
 #   scripts/run_experiment.sh path/to/my_experiment      # a folder of your own: base.yaml + one overlay per run
 #   NUM_GPUS=8 scripts/run_experiment.sh pep8_small      # ranks per run (default 2)
 #   EXTRA_ARGS="--train.max_tokens 100000" scripts/run_experiment.sh pep8_small   # overrides for every run
-#   REFERENCE=none scripts/run_experiment.sh pep8_small  # skip the KL step below (default: mle)
+#   REFERENCE=none scripts/run_experiment.sh pep8_small  # skip the KL step below (default: mle;
+#                                                          # a run name, or a run folder elsewhere)
+#   COMPARE=runs/experiments/pep8_small scripts/run_experiment.sh pep8_finetune   # add those runs to the report
+#
+# A folder with a pretrain.yaml is a finetuning experiment: that run comes first, and every other
+# run starts from its export (--model.path/--data.tokenizer <out>/pretrain/hf).
 #
 # Each run is `deepspeed --num_gpus $NUM_GPUS scripts/train.py --config <exp>/base.yaml
 # --config <exp>/<name>.yaml --run.output_dir runs/experiments/<exp>/<name>`, so a stopped
@@ -37,6 +42,8 @@ if [[ $# -gt 0 ]]; then
 else
   # The paper's order (the objective registry's) first, then any other overlay in the folder.
   names=()
+  # A finetuning experiment's pretrain.yaml comes first: the other runs start from its export.
+  [[ -f "${dir}/pretrain.yaml" ]] && names+=(pretrain)
   for name in $(python -c "from harness.objectives import REGISTRY; print(*REGISTRY)"); do
     [[ -f "${dir}/${name}.yaml" ]] && names+=("${name}")
   done
@@ -61,23 +68,30 @@ free_port() {
 for name in "${names[@]}"; do
   echo "=== ${exp}/${name}: $(date -u +%FT%TZ)"
   start=$(date +%s)
+  from=()
+  if [[ -f "${dir}/pretrain.yaml" && "${name}" != pretrain ]]; then
+    pretrained="${out}/pretrain/hf"
+    [[ -f "${pretrained}/config.json" ]] || { echo "error: ${pretrained} not found: run pretrain first" >&2; exit 2; }
+    from=(--model.path "${pretrained}" --model.from_scratch false --data.tokenizer "${pretrained}")
+  fi
   deepspeed --num_gpus "${num_gpus}" --master_port "$(free_port)" "${root}/scripts/train.py" \
     --config "${dir}/base.yaml" --config "${dir}/${name}.yaml" \
-    --run.output_dir "${out}/${name}" "${extra[@]}" 2>&1 | tee "${out}/${name}.log"
+    --run.output_dir "${out}/${name}" "${from[@]}" "${extra[@]}" 2>&1 | tee "${out}/${name}.log"
   seconds=$(( $(date +%s) - start ))
   echo "${name} ${seconds}" >> "${out}/wall_seconds.txt"
   echo "=== ${exp}/${name}: done in ${seconds} s"
 done
 
 reference="${REFERENCE:-mle}"
-if [[ "${reference}" != none && -d "${out}/${reference}/checkpoints" ]]; then
+[[ "${reference}" == */* ]] || reference="${out}/${reference}"  # a run name here, or a run folder
+if [[ "${reference}" != */none && -d "${reference}/checkpoints" ]]; then
   echo "=== ${exp}: KL from ${reference}: $(date -u +%FT%TZ)"
-  python "${root}/scripts/export.py" --checkpoint "${out}/${reference}" --out "${out}/${reference}/hf"
+  python "${root}/scripts/export.py" --checkpoint "${reference}" --out "${reference}/hf"
   for file in "${dir}"/*.yaml; do
     name="$(basename "${file}" .yaml)"
     [[ "${name}" != base && -d "${out}/${name}/checkpoints" ]] || continue
     deepspeed --num_gpus "${num_gpus}" --master_port "$(free_port)" "${root}/scripts/evaluate.py" \
-      --checkpoint "${out}/${name}" --eval.reference_model "${out}/${reference}/hf" \
+      --checkpoint "${out}/${name}" --eval.reference_model "${reference}/hf" \
       2>&1 | tee "${out}/${name}.evaluate.log"
   done
 fi
@@ -87,6 +101,12 @@ for file in "${dir}"/*.yaml; do
   name="$(basename "${file}" .yaml)"
   [[ "${name}" != base && -f "${out}/${name}/metrics.jsonl" ]] && runs+=("${out}/${name}")
 done
+# COMPARE: another experiment's finished runs in the same report (e.g. from-scratch runs).
+if [[ -n "${COMPARE:-}" ]]; then
+  for run in "${COMPARE%/}"/*/; do
+    [[ -f "${run}metrics.jsonl" ]] && runs+=("${run%/}")
+  done
+fi
 python "${root}/scripts/report.py" "${runs[@]}" --out "${out}/report"
 
 # Teacher-forced probe of every run on the same held-out segments, and for pep8 the violation

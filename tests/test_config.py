@@ -232,9 +232,13 @@ EXPERIMENTS = sorted(p for p in (ROOT / "configs" / "experiments").iterdir() if 
 
 @pytest.mark.parametrize("folder", EXPERIMENTS, ids=lambda p: p.name)
 def test_experiment_overlays_differ_only_in_objective(folder):
-    """A fair comparison: every overlay changes the objective and the run name, nothing else."""
+    """A fair comparison: every overlay changes the objective and the run name, nothing else
+    (a finetuning experiment's `pretrain.yaml`, the MLE run the others start from, aside)."""
     base = folder / "base.yaml"
-    overlays = sorted(p for p in folder.glob("*.yaml") if p.name != "base.yaml")
+    overlays = sorted(p for p in folder.glob("*.yaml") if p.stem not in ("base", "pretrain"))
+    if (folder / "pretrain.yaml").is_file():
+        pre = parse_config(["--config", str(base), "--config", str(folder / "pretrain.yaml")])
+        assert pre.objective.name == "mle" and pre.eval.export_hf and pre.data.skip_tokens is None
     assert {p.stem for p in overlays} >= {"mle", "filtering", "conditional", "ul", "awr", "rwr"}
     resolved = {}
     for overlay in overlays:

@@ -56,6 +56,13 @@ class RunRecord:
     evals: list[dict[str, Any]] = field(default_factory=list)
     train: list[dict[str, Any]] = field(default_factory=list)
     """Training records of metrics.jsonl (those with `tokens_per_s`)."""
+    finetuned: bool = False
+    """Trained from a pretrained model.path (e.g. MLE, then this objective: the paper's section 5)."""
+
+    @property
+    def display_name(self) -> str:
+        """The run name, marked when the run finetuned a pretrained model."""
+        return f"{self.name} (finetuned)" if self.finetuned else self.name
 
     @property
     def final(self) -> dict[str, Any]:
@@ -115,6 +122,11 @@ def load_run(folder: str | Path) -> RunRecord:
         objective=cfg.get("objective", {}).get("name", "?"),
         evals=[by_step[s] for s in sorted(by_step)],
         train=train,
+        finetuned=bool(cfg.get("train", {}).get("tokens_already_seen"))
+        or (
+            bool(cfg.get("model", {}).get("path"))
+            and cfg.get("model", {}).get("from_scratch") is False
+        ),
     )
 
 
@@ -132,11 +144,12 @@ def _color(run: RunRecord) -> str:
 
 
 def _label(run: RunRecord) -> str:
-    return (
+    label = (
         run.objective
         if run.name in (run.objective, f"{run.task}_{run.objective}")
         else f"{run.objective} ({run.name})"
     )
+    return f"MLE, then {label}" if run.finetuned else label
 
 
 def _by_task(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -196,10 +209,14 @@ def plot_score_vs_tokens(runs: list[RunRecord], out: Path, scenario: str = "unco
     )
     for ax, (task, task_runs) in zip(axes[0], tasks.items(), strict=True):
         values = []
-        seen: dict[str, int] = {}
+        seen: dict[tuple[str, bool], int] = {}
         for run in task_runs:
-            style = ("-", "--", ":", "-.")[seen.get(run.objective, 0) % 4]  # runs sharing a colour
-            seen[run.objective] = seen.get(run.objective, 0) + 1
+            # Runs sharing a colour get their own line style; finetuning runs are dashed, and
+            # their curves start at the pretraining tokens (train.tokens_already_seen).
+            kind = (run.objective, run.finetuned)
+            style = ("--", ":") if run.finetuned else ("-", "-.")
+            style = style[seen.get(kind, 0) % 2]
+            seen[kind] = seen.get(kind, 0) + 1
             points = [
                 (e["tokens"], e[key])
                 for e in run.evals
@@ -253,18 +270,17 @@ def plot_pareto(runs: list[RunRecord], out: Path, scenario: str = "unconditional
     for row, (task, task_runs) in zip(axes, tasks.items(), strict=True):
         for ax, (xkey, xlabel) in zip(row, axes_spec, strict=True):
             values = []
-            shared = {
-                o
-                for o in (r.objective for r in task_runs)
-                if sum(r.objective == o for r in task_runs) > 1
-            }
+            kinds = [(r.objective, r.finetuned) for r in task_runs]
+            shared = {k for k in kinds if kinds.count(k) > 1}
             for run in task_runs:
                 x, y = run.final.get(xkey), run.final.get(key)
                 if not (_finite(x) and _finite(y)):
                     continue
                 values.append(y)
-                ax.scatter([x], [y], s=60, color=_color(run), label=run.objective, zorder=3)
-                if run.objective in shared:  # the legend cannot tell these runs apart
+                marker = "^" if run.finetuned else "o"
+                label = f"MLE, then {run.objective}" if run.finetuned else run.objective
+                ax.scatter([x], [y], s=60, color=_color(run), marker=marker, label=label, zorder=3)
+                if (run.objective, run.finetuned) in shared:  # the legend cannot tell these apart
                     ax.annotate(
                         run.name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7
                     )
@@ -304,7 +320,7 @@ def markdown_table(runs: list[RunRecord], scenario: str = "unconditional") -> st
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in sorted(runs, key=lambda r: (r.task, r.objective, r.name)):
         cells = [_cell(run.final, key, fmt, scenario) for _, key, fmt in TABLE_COLUMNS]
-        lines.append("| " + " | ".join([run.name, run.task, run.objective, *cells]) + " |")
+        lines.append("| " + " | ".join([run.display_name, run.task, run.objective, *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -333,7 +349,7 @@ def throughput_table(runs: list[RunRecord]) -> str:
                 )
             ),
         ]
-        lines.append("| " + " | ".join([run.name, *cells]) + " |")
+        lines.append("| " + " | ".join([run.display_name, *cells]) + " |")
     return "\n".join(lines)
 
 

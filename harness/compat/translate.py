@@ -84,6 +84,18 @@ def _data(o: OriginalConfig) -> dict[str, Any]:
     return data
 
 
+def _revision(o: OriginalConfig) -> str | None:
+    """`model.model_kwargs.revision`: noted (a Hub download's revision; a local folder is used as is)."""
+    revision = o.value("model.model_kwargs.revision", "str")
+    if revision is not None:
+        o.note(
+            "model.model_kwargs.revision",
+            f"{revision}: the revision of a Hub download; a local model.path_or_name folder is "
+            "used as it is (download that revision into it)",
+        )
+    return revision
+
+
 def _model(o: OriginalConfig) -> dict[str, Any]:
     name = o.value("model.path_or_name", "str", required=True)
     from_scratch = o.value("model.from_scratch", "bool", default=True)
@@ -97,13 +109,7 @@ def _model(o: OriginalConfig) -> dict[str, Any]:
             str(ignored_reason("model.gpt2_config_kwargs.scale_attn_by")),
         )
         kwargs = {k: v for k, v in kwargs.items() if k != "scale_attn_by"}
-    revision = o.value("model.model_kwargs.revision", "str")
-    if revision is not None:
-        o.note(
-            "model.model_kwargs.revision",
-            f"{revision}: the revision of a Hub download; a local model.path_or_name folder is "
-            "used as it is (download that revision into it)",
-        )
+    revision = _revision(o)
     model: dict[str, Any] = {"from_scratch": from_scratch}
     if name is None:
         return model

@@ -88,3 +88,55 @@ def test_run_experiment_rejects_an_unknown_run_before_training(tmp_path):
     assert proc.returncode == 2
     assert "nope.yaml not found" in proc.stderr
     assert not (tmp_path / "runs" / "experiments" / "tiny_exp" / "mle").exists()
+
+
+@pytest.mark.slow
+def test_finetuning_experiment_pretrains_first_then_finetunes_its_export(tmp_path):
+    folder = tmp_path / "configs" / "tiny_ft"
+    folder.mkdir(parents=True)
+    base = tiny_config(
+        tmp_path,
+        data={"skip_tokens": 30_000},
+        train={"max_steps": None, "max_tokens": 8 * 512, "tokens_already_seen": 4 * 512},
+        checkpoint={"every_steps": 4},
+        eval={
+            "every_steps": 2,
+            "scenarios": ["unconditional"],
+            "num_samples": 2,
+            "max_new_tokens": 8,
+        },
+    )
+    base.rename(folder / "base.yaml")
+    (folder / "pretrain.yaml").write_text(
+        "run: {name: pretrain}\nobjective: {name: mle}\n"
+        "data: {skip_tokens: null, take_tokens: 30000}\n"
+        "train: {max_tokens: 2048, tokens_already_seen: 0}\neval: {export_hf: true}\n"
+    )
+    (folder / "conditional.yaml").write_text(
+        "run: {name: conditional}\nobjective: {name: conditional, threshold: 0.0}\n"
+    )
+    proc = subprocess.run(
+        ["bash", SCRIPT, str(folder)],
+        cwd=tmp_path,
+        env={**env(), "NUM_GPUS": "1", "REFERENCE": "none"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    check(proc)
+    out = tmp_path / "runs" / "experiments" / "tiny_ft"
+    wall = [line.split()[0] for line in (out / "wall_seconds.txt").read_text().splitlines()]
+    assert wall == ["pretrain", "conditional"]
+    saved = yaml.safe_load((out / "conditional" / "config.yaml").read_text())
+    assert saved["model"]["path"] == "runs/experiments/tiny_ft/pretrain/hf"
+    assert saved["model"]["from_scratch"] is False
+    assert saved["data"]["tokenizer"] == "runs/experiments/tiny_ft/pretrain/hf"
+    tokens = [
+        json.loads(line)["tokens"]
+        for line in (out / "conditional" / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
+    assert tokens[0] == 5 * 512 and tokens[-1] == 8 * 512  # from where pretraining stopped
+    report = (out / "report" / "report.md").read_text()
+    assert "| conditional (finetuned) | pep8 | conditional |" in report
+    assert "| pretrain | pep8 | mle |" in report
