@@ -14,21 +14,25 @@ from tests.integration.launch import ROOT, check, env, tiny_config
 SCRIPT = str(ROOT / "scripts" / "run_experiment.sh")
 
 
-def _experiment(tmp_path):
-    folder = tmp_path / "configs" / "tiny_exp"
+SAMPLED_EVAL = {
+    "every_steps": 2,
+    "scenarios": ["unconditional"],
+    "num_samples": 2,
+    "max_new_tokens": 8,
+}
+
+
+def _folder(tmp_path, name, **sections):
+    """An experiment folder with base.yaml: the tiny config, 4-step checkpoints, a sampled eval."""
+    folder = tmp_path / "configs" / name
     folder.mkdir(parents=True)
-    base = tiny_config(
-        tmp_path,
-        train={"max_steps": 4},
-        checkpoint={"every_steps": 4},
-        eval={
-            "every_steps": 2,
-            "scenarios": ["unconditional"],
-            "num_samples": 2,
-            "max_new_tokens": 8,
-        },
-    )
+    base = tiny_config(tmp_path, checkpoint={"every_steps": 4}, eval=SAMPLED_EVAL, **sections)
     base.rename(folder / "base.yaml")
+    return folder
+
+
+def _experiment(tmp_path):
+    folder = _folder(tmp_path, "tiny_exp", train={"max_steps": 4})
     (folder / "mle.yaml").write_text("run: {name: mle}\nobjective: {name: mle}\n")
     (folder / "conditional.yaml").write_text(
         "run: {name: conditional}\nobjective: {name: conditional, threshold: 0.0}\n"
@@ -36,11 +40,11 @@ def _experiment(tmp_path):
     return folder
 
 
-def _run(folder, *names, cwd):
+def _run(folder, *names, cwd, **environ):
     return subprocess.run(
         ["bash", SCRIPT, str(folder), *names],
         cwd=cwd,
-        env={**env(), "NUM_GPUS": "1"},
+        env={**env(), "NUM_GPUS": "1", **environ},
         capture_output=True,
         text=True,
         timeout=900,
@@ -92,21 +96,12 @@ def test_run_experiment_rejects_an_unknown_run_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_finetuning_experiment_pretrains_first_then_finetunes_its_export(tmp_path):
-    folder = tmp_path / "configs" / "tiny_ft"
-    folder.mkdir(parents=True)
-    base = tiny_config(
+    folder = _folder(
         tmp_path,
+        "tiny_ft",
         data={"skip_tokens": 30_000},
         train={"max_steps": None, "max_tokens": 8 * 512, "tokens_already_seen": 4 * 512},
-        checkpoint={"every_steps": 4},
-        eval={
-            "every_steps": 2,
-            "scenarios": ["unconditional"],
-            "num_samples": 2,
-            "max_new_tokens": 8,
-        },
     )
-    base.rename(folder / "base.yaml")
     (folder / "pretrain.yaml").write_text(
         "run: {name: pretrain}\nobjective: {name: mle}\n"
         "data: {skip_tokens: null, take_tokens: 30000}\n"
@@ -115,14 +110,7 @@ def test_finetuning_experiment_pretrains_first_then_finetunes_its_export(tmp_pat
     (folder / "conditional.yaml").write_text(
         "run: {name: conditional}\nobjective: {name: conditional, threshold: 0.0}\n"
     )
-    proc = subprocess.run(
-        ["bash", SCRIPT, str(folder)],
-        cwd=tmp_path,
-        env={**env(), "NUM_GPUS": "1", "REFERENCE": "none"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = _run(folder, cwd=tmp_path, REFERENCE="none")
     check(proc)
     out = tmp_path / "runs" / "experiments" / "tiny_ft"
     wall = [line.split()[0] for line in (out / "wall_seconds.txt").read_text().splitlines()]
