@@ -214,14 +214,15 @@ def pack_key(
             cfg.data.heldout_fraction,
             cfg.data.dedup,
             PACK_VERSION,
-            *([cfg.data.skip_tokens, cfg.data.take_tokens] if _has_prefix(cfg) else []),
+            *([cfg.data.skip_tokens, cfg.data.take_tokens] if has_prefix(cfg) else []),
         ],
         sort_keys=True,
     )
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def _has_prefix(cfg: Config) -> bool:
+def has_prefix(cfg: Config) -> bool:
+    """Whether the run asks for a corpus prefix (data.skip_tokens or data.take_tokens)."""
     return cfg.data.skip_tokens is not None or cfg.data.take_tokens is not None
 
 
@@ -250,7 +251,7 @@ def pack_spec(
         "skip_tokens": cfg.data.skip_tokens,
         "take_tokens": cfg.data.take_tokens,
         # Where the token counts of the training documents go; None: no prefix asked for.
-        "counts_dir": str(counts_dir) if counts_dir is not None and _has_prefix(cfg) else None,
+        "counts_dir": str(counts_dir) if counts_dir is not None else None,
     }
 
 

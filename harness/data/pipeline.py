@@ -27,7 +27,13 @@ from typing import Any
 from harness.config import Config
 from harness.data.corpus import is_heldout
 from harness.data.executor import publish_once, run_in_launch
-from harness.data.pack_stage import ensure_dedup_mask, pack_corpus, pack_key, pack_spec
+from harness.data.pack_stage import (
+    ensure_dedup_mask,
+    has_prefix,
+    pack_corpus,
+    pack_key,
+    pack_spec,
+)
 from harness.data.packing import PackedBlocks
 from harness.data.plan import CorpusPlan, corpus_key, load_or_make_plan
 from harness.data.tokenizer import (
@@ -161,9 +167,13 @@ def packed_dir_for(
     return Path(cfg.data.cache_dir) / "packed" / pack_key(cfg, job, tok_id, keys)
 
 
-def counts_dir_for(cfg: Config, job: dict[str, Any], tok_id: str) -> Path:
-    """Where the token counts of the training documents go (for data.skip/take_tokens): one
-    folder per scored corpus, tokenizer and split, shared by every objective and prefix."""
+def counts_dir_for(cfg: Config, job: dict[str, Any]) -> Path | None:
+    """Where the token counts of the training documents go (for data.skip/take_tokens; None
+    without a prefix): one folder per scored corpus, tokenizer and split, shared by every
+    objective and prefix. The tokenizer is named without control tokens (plain text is counted)."""
+    if not has_prefix(cfg):
+        return None
+    tok_id = tokenizer_id(cfg, job["corpus_fingerprint"], False)
     raw = json.dumps(
         [
             job["corpus_fingerprint"],
@@ -198,12 +208,7 @@ def pack_data(
     out = packed_dir_for(cfg, manifest, objective, tok_fp)
     if cfg.data.dedup:
         ensure_dedup_mask(scored, manifest)
-    counts = None
-    if cfg.data.skip_tokens is not None or cfg.data.take_tokens is not None:
-        plain_id = tokenizer_id(
-            cfg, manifest["corpus_fingerprint"], False
-        )  # as prepare.py names it
-        counts = counts_dir_for(cfg, manifest, plain_id)
+    counts = counts_dir_for(cfg, manifest)
     spec = pack_spec(cfg, scored, manifest["num_shards"], out, tok_path, objective, counts)
     pack_corpus(spec, tok_fp, run_stage)
     meta_fp = json.loads((out / "meta.json").read_text())["tokenizer_fingerprint"]

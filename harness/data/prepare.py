@@ -35,7 +35,6 @@ from harness.data.pipeline import (
     packed_dir_for,
     plan_corpus,
     prepare_data,
-    tokenizer_id,
 )
 from harness.scoring.shards import ScoringJob, pin_job, publish_manifest, scoring_pipeline
 from harness.tasks import scorer_options_for
@@ -116,9 +115,7 @@ def _stages(cfg: Config, objective: Any) -> list[tuple[str, list, int, Path]]:
     pin_job(folder, job, plan)
     tokenizer = cfg.data.tokenizer or str(bpe_file(cfg, plan.fingerprint))
     out = packed_dir_for(cfg, job.to_dict(), objective)
-    counts = None
-    if cfg.data.skip_tokens is not None or cfg.data.take_tokens is not None:
-        counts = counts_dir_for(cfg, job.to_dict(), tokenizer_id(cfg, plan.fingerprint, False))
+    counts = counts_dir_for(cfg, job.to_dict())
     spec = pack_spec(cfg, folder, job.num_shards, out, tokenizer, objective, counts)
     finish = FinishScoring(config_to_dict(cfg), str(folder), job.to_dict())
     n = job.num_shards
