@@ -226,5 +226,17 @@ def test_skip_and_take_tokens_split_the_training_documents(tmp_path):
         assert part_take["num_documents"] + part_skip["num_documents"] == part_full["num_documents"]
     counts = sorted(take.packed_dir.parent.glob("counts-*/shard-*.npy"))
     assert len(counts) == 6  # counted once, shared by both prefixes
+    # past the last document's first token: found by the counts, before packing
+    every = total["num_tokens"] + total["dropped_tail_tokens"]
     with pytest.raises(ValueError, match="data.skip_tokens=.* leave no training document"):
-        bundle(make_cfg(tmp_path, "--data.skip_tokens", str(10 * total["num_tokens"])))
+        bundle(make_cfg(tmp_path, "--data.skip_tokens", str(every)))
+
+
+def test_skip_tokens_beyond_the_corpus_size_fails_before_scoring(tmp_path):
+    make_cfg(tmp_path)  # writes the corpus: 60 files
+    bound = sum(f.stat().st_size for f in (tmp_path / "corpus").iterdir()) + 60  # text + EOS
+    with pytest.raises(ValueError, match=f"data.skip_tokens={bound} leaves no training document"):
+        bundle(make_cfg(tmp_path, "--data.skip_tokens", str(bound)))
+    assert not list((tmp_path / "cache").glob("scored/*/manifest.json"))  # nothing scored
+    with pytest.raises(ValueError, match="leave no training document"):  # one below: counted
+        bundle(make_cfg(tmp_path, "--data.skip_tokens", str(bound - 1)))

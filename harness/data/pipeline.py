@@ -36,6 +36,7 @@ from harness.data.pack_stage import (
 )
 from harness.data.packing import PackedBlocks
 from harness.data.plan import CorpusPlan, corpus_key, load_or_make_plan
+from harness.data.prefix import check_skip_bound
 from harness.data.tokenizer import (
     bpe_cache_file,
     bpe_sample,
@@ -91,6 +92,7 @@ def run_scoring(
     """Make sure every shard is scored; return (folder, manifest, corpus fingerprint)."""
     folder = scored_dir_for(cfg)
     plan = plan or load_or_make_plan(cfg.data, folder)
+    check_skip_bound(cfg.data.skip_tokens, plan.units)
     options = scorer_options_for(cfg.data)
     manifest = score_corpus(plan, folder, cfg.data, cfg.data.scorer, options, run_stage)
     return folder, manifest, manifest["corpus_fingerprint"]

@@ -10,7 +10,9 @@ split the training documents into two disjoint sets whose union is all of them, 
 touches the held-out split.
 
 The counts come from a counting stage (one task per scored shard, `counts/shard-k.npy`), run
-before packing whenever a prefix is asked for; this module holds the arithmetic.
+before packing whenever a prefix is asked for; this module holds the arithmetic. Before any
+scoring, `check_skip_bound` refuses a `skip_tokens` that even the corpus plan's byte sizes show
+to be too large (a token covers at least one byte of text), so a typo costs no scoring time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,33 @@ import numpy as np
 def counts_file(counts_dir: str | Path, shard: int) -> Path:
     """Token counts of shard `shard`'s training documents, in order."""
     return Path(counts_dir) / f"shard-{shard:05d}.npy"
+
+
+def token_bound(units: list) -> int | None:
+    """At most how many tokens the plan's documents count to (text, plus EOS per document), from
+    source sizes; None when a unit's size does not bound its text (Parquet, Arrow, Hub files are
+    compressed). A token covers at least one byte of text, and a JSONL line of a non-empty
+    document is at least two bytes long, which also bounds the EOS tokens."""
+    bound = 0
+    for unit in units:
+        if unit.kind == "files":
+            bound += unit.nbytes + len(unit.files)
+        elif unit.kind == "jsonl":
+            bound += 2 * unit.nbytes
+        else:
+            return None
+    return bound
+
+
+def check_skip_bound(skip: int | None, units: list) -> None:
+    """ValueError when `data.skip_tokens` is at least what the plan's sizes allow (before scoring)."""
+    bound = token_bound(units)
+    if skip is not None and bound is not None and skip >= bound:
+        nbytes = sum(u.nbytes for u in units)
+        raise ValueError(
+            f"data.skip_tokens={skip} leaves no training document: the corpus is {nbytes} bytes "
+            f"in {len(units)} units, at most {bound} tokens"
+        )
 
 
 def select_window(counts: np.ndarray, skip: int | None, take: int | None) -> tuple[int, int]:
