@@ -12,7 +12,7 @@ import pytest
 from harness.config.parse import parse_config
 from harness.data.corpus import is_heldout
 from harness.data.packing import PackedBlocks, pack_blocks
-from harness.data.pipeline import prepare_data
+from harness.data.pipeline import plan_corpus, prepare_data
 from harness.data.tokenizer import bpe_sample
 from harness.objectives import build_objective
 from harness.scoring.shards import read_shard, shard_paths
@@ -237,6 +237,8 @@ def test_skip_tokens_beyond_the_corpus_size_fails_before_scoring(tmp_path):
     bound = sum(f.stat().st_size for f in (tmp_path / "corpus").iterdir()) + 60  # text + EOS
     with pytest.raises(ValueError, match=f"data.skip_tokens={bound} leaves no training document"):
         bundle(make_cfg(tmp_path, "--data.skip_tokens", str(bound)))
+    with pytest.raises(ValueError, match=f"data.skip_tokens={bound} leaves"):  # prepare.py's path
+        plan_corpus(make_cfg(tmp_path, "--data.skip_tokens", str(bound)))
     assert not list((tmp_path / "cache").glob("scored/*/manifest.json"))  # nothing scored
     with pytest.raises(ValueError, match="leave no training document"):  # one below: counted
         bundle(make_cfg(tmp_path, "--data.skip_tokens", str(bound - 1)))

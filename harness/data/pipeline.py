@@ -81,9 +81,12 @@ def find_scored_dir(cfg: Config, state: dict[str, Any]) -> Path:
 
 
 def plan_corpus(cfg: Config) -> tuple[CorpusPlan, Path]:
-    """The corpus plan (pinned one, checked against the sources, or a new one) and its scored folder."""
+    """The corpus plan (pinned one, checked against the sources, or a new one) and its scored folder;
+    a `data.skip_tokens` beyond the plan's byte sizes fails here, before any scoring."""
     folder = scored_dir_for(cfg)
-    return load_or_make_plan(cfg.data, folder), folder
+    plan = load_or_make_plan(cfg.data, folder)
+    check_skip_bound(cfg.data.skip_tokens, plan.units)
+    return plan, folder
 
 
 def run_scoring(
@@ -91,8 +94,7 @@ def run_scoring(
 ) -> tuple[Path, dict[str, Any], str]:
     """Make sure every shard is scored; return (folder, manifest, corpus fingerprint)."""
     folder = scored_dir_for(cfg)
-    plan = plan or load_or_make_plan(cfg.data, folder)
-    check_skip_bound(cfg.data.skip_tokens, plan.units)
+    plan = plan or plan_corpus(cfg)[0]
     options = scorer_options_for(cfg.data)
     manifest = score_corpus(plan, folder, cfg.data, cfg.data.scorer, options, run_stage)
     return folder, manifest, manifest["corpus_fingerprint"]
