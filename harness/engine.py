@@ -113,8 +113,10 @@ def setup(cfg: Config) -> Run:
     if cfg.model.gradient_checkpointing:
         lm.gradient_checkpointing_enable()
     stats = model_stats(lm, cfg.data.seq_len)
-    _log_setup(cfg, stats, ds_config)
-    module = LossModel(lm, objective, objective.build_value_head(lm.config.hidden_size))
+    _log_setup(cfg, stats, ds_config, lm.config._attn_implementation)
+    module = LossModel(
+        lm, objective, objective.build_value_head(lm.config.hidden_size), cfg.model.compile
+    )
     engine, loader_state, start_step, tokens_seen = _build_engine(cfg, module, ds_config, state)
     loader = BlockLoader(
         data.train,
@@ -142,9 +144,15 @@ def _resume_state(cfg: Config, corpus_fingerprint: str) -> dict[str, Any] | None
     return state
 
 
-def _log_setup(cfg: Config, stats: ModelStats, ds_config: dict[str, Any]) -> None:
+def _log_setup(cfg: Config, stats: ModelStats, ds_config: dict[str, Any], attention: str) -> None:
     world = dist.world_size()
-    log.info("model %s: %s", cfg.model.arch, stats.describe())
+    log.info(
+        "model %s: %s; attention %s%s",
+        cfg.model.arch,
+        stats.describe(),
+        attention,
+        ", backbone compiled" if cfg.model.compile else "",
+    )
     log.info(
         "world %d, micro batch %d, gradient accumulation %d, global batch %d, %d steps, precision %s, ZeRO stage %s",
         world,

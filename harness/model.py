@@ -80,13 +80,14 @@ def build_model(
     """A transformers causal LM, from scratch (seeded) or loaded from a local folder."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    attention = {"attn_implementation": mcfg.resolved_attn_implementation()}
     if mcfg.path is not None and not mcfg.from_scratch:
         config_file = Path(mcfg.path) / "config.json"
         if not config_file.is_file():
             raise FileNotFoundError(
                 f"model.path: {config_file} not found (a transformers model folder is needed)"
             )
-        model = AutoModelForCausalLM.from_pretrained(mcfg.path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(mcfg.path, local_files_only=True, **attention)
         if model.get_input_embeddings().weight.shape[0] < vocab_size:
             model.resize_token_embeddings(vocab_size)
         return model
@@ -113,7 +114,7 @@ def build_model(
     config.vocab_size = vocab_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, **attention)
     return model
 
 
@@ -168,13 +169,27 @@ def _numel(p: torch.Tensor) -> int:
 
 
 class LossModel(nn.Module):
-    """Causal LM + objective; `forward(input_ids, scores)` returns (mean token loss, stats)."""
+    """Causal LM + objective; `forward(input_ids, scores)` returns (mean token loss, stats).
 
-    def __init__(self, lm: nn.Module, objective: Any, value_head: nn.Module | None = None):
+    `compile_backbone=True` runs the backbone through `torch.compile` in this forward (training and held-out
+    loss, fixed [micro batch, seq_len] shapes); generation calls the LM itself and stays eager,
+    since its growing sequence lengths would only recompile. The compiled wrapper is kept off the
+    module tree, so parameter names, checkpoints and exports are those of the eager model.
+    """
+
+    def __init__(
+        self,
+        lm: nn.Module,
+        objective: Any,
+        value_head: nn.Module | None = None,
+        compile_backbone: bool = False,
+    ):
         super().__init__()
         self.lm = lm
         self.objective = objective
         self.value_head = value_head
+        body = backbone(lm)
+        self._body = (torch.compile(body),) if compile_backbone else (body,)  # a tuple: not a submodule
         out = lm.get_output_embeddings()
         if getattr(out, "bias", None) is not None:
             raise ValueError(
@@ -189,7 +204,7 @@ class LossModel(nn.Module):
         self, input_ids: torch.Tensor, scores: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean loss over predicted tokens; the score of token t+1 weights the prediction at t."""
-        hidden = backbone(self.lm)(input_ids=input_ids).last_hidden_state
+        hidden = self._body[0](input_ids=input_ids).last_hidden_state
         weight = self.lm.get_output_embeddings().weight
         if not self.training:
             # Held-out evaluation is plain LM loss, comparable across objectives.

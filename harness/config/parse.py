@@ -99,6 +99,11 @@ def cross_section_problems(cfg: Config, world_size: int | None) -> list[str]:
         resolve_task(cfg.data)
     except ValueError as err:
         errors.append(str(err))
+    if cfg.model.attn_implementation == "flash_attention_2" and cfg.train.precision == "fp32":
+        errors.append(
+            "model.attn_implementation=flash_attention_2 needs train.precision bf16 or fp16, "
+            "got fp32 (use sdpa for fp32)"
+        )
     t = cfg.train
     if world_size is not None and t.global_batch_size > 0 and t.micro_batch_size > 0:
         if t.global_batch_size % t.micro_batch_size == 0:

@@ -6,6 +6,8 @@ the checks that need two sections or the world size are in `harness.config.parse
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +15,10 @@ from typing import Any, Literal
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the key(s) at fault."""
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def failed(*checks: tuple[bool, str]) -> list[str]:
@@ -150,6 +156,11 @@ class ModelConfig:
     """Extra keyword arguments for the transformers config (paper: reorder_and_upcast_attn, ...)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory."""
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    """Attention kernel passed to transformers. `auto`: eager when the model config asks for what only
+    eager implements (GPT-2's reorder_and_upcast_attn, as in the paper's configs), else sdpa."""
+    compile: bool = False
+    """torch.compile the backbone for the training and held-out loss (the fused loss keeps its kernels)."""
 
     def problems(self) -> list[str]:
         """Every problem of this section, each naming its key."""
@@ -168,7 +179,52 @@ class ModelConfig:
             errors.append(
                 f"model.n_embd={self.n_embd} must be divisible by model.n_head={self.n_head}"
             )
+        return errors + self._attention_problems()
+
+    def _attention_problems(self) -> list[str]:
+        choices = ("auto", "eager", "sdpa", "flash_attention_2")
+        if self.attn_implementation not in choices:
+            return [
+                f"model.attn_implementation must be one of {', '.join(choices)}, "
+                f"got {self.attn_implementation!r}"
+            ]
+        if self.attn_implementation in ("auto", "eager"):
+            return []
+        errors = []
+        if self.path is None or Path(self.path).is_dir():
+            source = self.config_value_source("reorder_and_upcast_attn")
+            if source is not None:
+                errors.append(
+                    f"model.attn_implementation={self.attn_implementation} ignores "
+                    f"reorder_and_upcast_attn: true ({source}): only eager attention implements it; "
+                    f"set model.attn_implementation: eager (or auto), or "
+                    f"model.config_kwargs.reorder_and_upcast_attn: false"
+                )
+        if self.attn_implementation == "flash_attention_2" and not _installed("flash_attn"):
+            errors.append(
+                "model.attn_implementation=flash_attention_2 needs the flash-attn package and a "
+                "CUDA GPU (pip install flash-attn); sdpa already uses PyTorch's FlashAttention "
+                "kernels on a GPU"
+            )
         return errors
+
+    def config_value_source(self, key: str) -> str | None:
+        """Where a truthy transformers-config `key` comes from, or None when the model's config
+        leaves it false: model.config_kwargs when built from `arch`, else model.path's config.json
+        (as `harness.model.build_model` builds it)."""
+        if self.path is None:
+            return f"model.config_kwargs.{key}" if self.config_kwargs.get(key) else None
+        config_file = Path(self.path) / "config.json"
+        if config_file.is_file() and json.loads(config_file.read_text()).get(key):
+            return f"{key} in {config_file}"
+        return None
+
+    def resolved_attn_implementation(self) -> str | None:
+        """What transformers gets: `auto` is eager where the config needs it, else None
+        (transformers' own default: sdpa wherever the architecture supports it)."""
+        if self.attn_implementation != "auto":
+            return self.attn_implementation
+        return "eager" if self.config_value_source("reorder_and_upcast_attn") else None
 
 
 @dataclass
@@ -292,7 +348,10 @@ class TrainConfig:
                 self.grad_clip >= 0,
                 f"train.grad_clip must be >= 0 (0 disables), got {self.grad_clip}",
             ),
-            (self.max_bad_steps >= 1, f"train.max_bad_steps must be >= 1, got {self.max_bad_steps}"),
+            (
+                self.max_bad_steps >= 1,
+                f"train.max_bad_steps must be >= 1, got {self.max_bad_steps}",
+            ),
             (
                 self.stop_at_step is None or self.stop_at_step > 0,
                 f"train.stop_at_step must be > 0, got {self.stop_at_step}",
