@@ -188,7 +188,9 @@ def test_cli_reports_bad_config_with_exit_code_2(tmp_path, capsys):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_parse_alone_and_with_quickstart(path):
     if path.name != "quickstart.yaml":
-        parse_config(["--config", str(path)])
+        paper = parse_config(["--config", str(path)])
+        # The paper's reordered, upcast attention exists only in eager mode: it must be kept.
+        assert paper.model.resolved_attn_implementation() == "eager"
     cfg = parse_config(
         ["--config", str(path), "--config", str(ROOT / "configs" / "quickstart.yaml")], world_size=2
     )
