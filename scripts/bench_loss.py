@@ -5,8 +5,10 @@
 
 Providers: eager (materialised logits + the formula, autograd), torch (our chunked twin; torch@K
 forces K tokens per chunk), triton (ours, CUDA; triton@K likewise), compile (torch.compile of
-eager), liger (Liger-Kernel's LigerFusedLinearCrossEntropyLoss: plain cross entropy, i.e. a=1,
-b=0, if importable).
+eager), liger (Liger-Kernel's LigerFusedLinearCrossEntropyLoss) and cce (Apple's Cut Cross-Entropy,
+`cut_cross_entropy.linear_cross_entropy`, its default gradient filtering): both plain cross
+entropy, i.e. a=1, b=0, CUDA only, used when importable (`pip install liger-kernel
+cut-cross-entropy`); a provider that cannot run gets a `skipped: <why>` row.
 Time: median over --repeats rounds after --warmup rounds; each round runs every provider once,
 so that load from other tenants of a shared machine hits all providers alike.
 Peak memory of one fwd+bwd: on CUDA, torch.cuda.max_memory_allocated minus the allocation before
@@ -36,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from kernels import fused_linear_token_loss  # noqa: E402
 
 IGNORE = -100
-PROVIDERS = ("eager", "torch", "triton", "compile", "liger")
+PROVIDERS = ("eager", "torch", "triton", "compile", "liger", "cce")
+CUDA_ONLY = ("triton", "liger", "cce")
 DEFAULT_SHAPES = "8192x768x50257,8192x2304x256000"
 LossFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
@@ -71,6 +74,14 @@ def make_provider(name: str, chunk_size: int | None) -> LossFn:
             raise RuntimeError(f"liger_kernel not importable ({err})") from err
         liger = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, reduction="sum")
         return lambda h, w, y, a, b: liger(w, h, y)
+    if name == "cce":
+        try:
+            from cut_cross_entropy import linear_cross_entropy
+        except ImportError as err:
+            raise RuntimeError(f"cut_cross_entropy not importable ({err})") from err
+        return lambda h, w, y, a, b: linear_cross_entropy(
+            h, w, y, ignore_index=IGNORE, reduction="sum"
+        )
     raise ValueError(f"unknown provider {name!r}; choose from {PROVIDERS}")
 
 
@@ -132,6 +143,11 @@ def peak_memory(provider: str, shape, device: str, dtype: torch.dtype, chunk_siz
     }
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error message, at most 200 characters."""
+    return (str(err).splitlines() or [""])[0][:200]
+
+
 def memory_row(args, provider: str, shape) -> dict:
     """Peak memory in this process (CUDA, or as --worker) or in a fresh subprocess (CPU)."""
     if args.device.startswith("cuda") or args.worker:
@@ -142,7 +158,9 @@ def memory_row(args, provider: str, shape) -> dict:
                 "status": "ok",
             }
         except (RuntimeError, torch.OutOfMemoryError, ImportError, ValueError) as err:
-            return {"status": f"skipped: {str(err).splitlines()[0][:200]}"}
+            return {"status": f"skipped: {first_line(err)}"}
+        except Exception as err:  # e.g. a Triton compilation error or a provider's assert
+            return {"status": f"failed: {type(err).__name__}: {first_line(err)}"}
     flags = {"--device": args.device, "--dtype": args.dtype, "--providers": provider}
     flags |= {"--shapes": "x".join(map(str, shape)), "--chunk-size": args.chunk_size or 0}
     cmd = [sys.executable, __file__, "--worker"] + [str(x) for kv in flags.items() for x in kv]
@@ -171,7 +189,7 @@ def bench_shape(args, providers: list[str], shape) -> list[dict]:
     for provider in providers:
         row = {"provider": provider, "shape": "x".join(map(str, shape)), "device": args.device}
         row["dtype"] = args.dtype
-        if provider.startswith("triton") and not args.device.startswith("cuda"):
+        if provider.split("@")[0] in CUDA_ONLY and not args.device.startswith("cuda"):
             row["status"] = "skipped: CUDA only"
         else:
             row.update(memory_row(args, provider, shape))
@@ -229,7 +247,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--providers", default="eager,torch,triton,compile,liger")
+    p.add_argument("--providers", default="eager,torch,triton,compile,liger,cce")
     p.add_argument("--shapes", default=DEFAULT_SHAPES, help="comma-separated NxHxV")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
