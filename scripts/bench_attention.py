@@ -11,7 +11,8 @@ Each variant is the whole GPT-2 (default: 124M, 12 layers x 12 heads x 768) buil
 `bf16` runs under autocast (on CPU too). Time: median over --repeats rounds after --warmup rounds,
 each round running every variant once on the same tokens, so that load drifting on a shared machine
 hits all alike ("vs sdpa" is the median of per-round ratios). Peak memory: each (variant, dtype)
-also runs once in a fresh subprocess, which reports its peak resident memory (CPU: ru_maxrss) or
+also runs once in a fresh subprocess, which reports its peak resident memory (CPU: VmHWM, reset
+after the model is built) or
 torch.cuda.max_memory_allocated (CUDA) after one step, minus the memory before the step.
 """
 
@@ -88,6 +89,13 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def peak_memory_mib(args, variant: str, dtype: str) -> float:
     """Peak extra memory of one step, measured in this (fresh) process."""
     model, ids = build(args, variant), tokens(args)
@@ -96,9 +104,12 @@ def peak_memory_mib(args, variant: str, dtype: str) -> float:
         before = torch.cuda.memory_allocated()
         step(model, ids, dtype, args.device)
         return (torch.cuda.max_memory_allocated() - before) / 2**20
+    # Building the model peaks above its resting size: reset the kernel's high-water mark of
+    # resident memory (VmHWM) first, or every variant would report the build's peak.
+    Path("/proc/self/clear_refs").write_text("5")
     before = _rss_bytes()
     step(model, ids, dtype, args.device)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before) / 2**20
+    return (_status_kib("VmHWM") * 1024 - before) / 2**20
 
 
 def memory_in_subprocess(args, variant: str, dtype: str) -> float:
@@ -171,6 +182,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json-out", dest="json_out", default=None)
     p.add_argument("--memory_of", default=None, help=argparse.SUPPRESS)  # internal: VARIANT:DTYPE
     args = p.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        p.error(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}")
     for name in args.variants.split(","):
         if name not in VARIANTS:
             p.error(f"--variants: unknown {name!r}; choose from {', '.join(VARIANTS)}")

@@ -15,10 +15,12 @@
 #   kernels    pytest tests/kernels with PHF_KERNELS_DTYPE=float32, then =bfloat16      90 + 90
 #              (the Triton tests run on CUDA in that dtype; the torch-twin tests on CPU)
 #   loss       scripts/bench_loss.py, bf16, N=8192, (H, V) = (768, 50257) and (2304, 256000):
-#              eager, torch.compile, our torch twin, our Triton kernel, Liger, CCE            210
+#              eager, torch.compile, our torch twin, our Triton kernel, Liger, CCE            180
 #   train      scripts/bench_train.py: GPT-2 124M, seq 1024, bf16, ZeRO-2, one GPU: MLE, AWR
 #              and UL through the harness, and a plain PyTorch loop with F.cross_entropy     270
-# 700 s in all at most, which leaves the 12 minutes some room for start-up and the report.
+#   attention  scripts/bench_attention.py: GPT-2 124M, batch 8 x seq 1024, bf16 autocast: the
+#              paper's reordered, upcast eager attention, plain eager, sdpa                   45
+# 715 s in all at most, which leaves the 12 minutes some room for start-up and the report.
 # A part that fails or runs out of time is recorded (exit code, log tail) and the next one runs.
 # Exit code: 0 when every part succeeded, 1 when some did not (the report says which), 2 on bad
 # usage or when no report could be written.
@@ -123,7 +125,7 @@ else
     LOSS_ARGS=(--device cuda --dtype bfloat16 --shapes 8192x768x50257,8192x2304x256000
         --repeats 5 --warmup 2)
 fi
-run_part loss "$(budget LOSS 210 400)" "$PY" scripts/bench_loss.py "${LOSS_ARGS[@]}" \
+run_part loss "$(budget LOSS 180 400)" "$PY" scripts/bench_loss.py "${LOSS_ARGS[@]}" \
     --providers eager,compile,torch,triton,liger,cce --json-out "$WORK/loss.json"
 
 TRAIN_BUDGET=$(budget TRAIN 270 900)
@@ -131,6 +133,15 @@ TRAIN=(--workdir "$WORK/train" --json-out "$WORK/train.json" --budget_s "$((TRAI
 [[ -n $DRY ]] && TRAIN+=(--dry-run --timeout_s 300) || TRAIN+=(--timeout_s 150)
 [[ -n $TRAIN_ARGS ]] && TRAIN+=("--train_args=$TRAIN_ARGS")  # '=': the value starts with --
 run_part train "$TRAIN_BUDGET" "$PY" scripts/bench_train.py "${TRAIN[@]}"
+
+if [[ -n $DRY ]]; then
+    ATTENTION_ARGS=(--device cpu --n_layer 1 --n_head 2 --n_embd 32 --vocab_size 1000 --seq_len 64
+        --dtypes fp32 --repeats 1)
+else
+    ATTENTION_ARGS=(--device cuda --batch 8 --dtypes bf16 --repeats 3 --warmup 1)
+fi
+run_part attention "$(budget ATTENTION 45 120)" "$PY" scripts/bench_attention.py \
+    "${ATTENTION_ARGS[@]}" --json-out "$WORK/attention.json"
 
 REPORT=(--workdir "$WORK" --out "$OUT" --command "$INVOCATION" --note "$NOTE")
 [[ -n $DRY ]] && REPORT+=(--dry-run)

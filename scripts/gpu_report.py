@@ -277,6 +277,16 @@ def loss_section(loss: dict[str, Any] | None) -> str:
     return text
 
 
+def attention_section(rows: list[dict[str, Any]] | None) -> str:
+    """bench_attention's table: the paper's reordered, upcast eager attention against sdpa."""
+    if rows is None:
+        return "No result (see the part's status and log tail below)."
+    import bench_attention
+
+    head = f"device {rows[0]['device']}; GPT-2 {rows[0]['model']}, batch x seq {rows[0]['shape']}."
+    return f"{head}\n\n" + bench_attention.markdown_table(rows)
+
+
 def _rate(row: dict[str, Any], base: dict[str, Any] | None) -> str:
     if row.get("status") != "ok" or not base or base.get("status") != "ok":
         return "-"
@@ -388,6 +398,7 @@ def render(workdir: Path, dry_run: bool, note: str = "", command: str = "") -> s
     parts_list = read_parts(workdir / "parts.tsv")
     parts = {p["name"]: p for p in parts_list}
     loss, train = read_json(workdir / "loss.json"), read_json(workdir / "train.json")
+    attention = read_json(workdir / "attention.json")
     on_cuda = torch.cuda.is_available() and not dry_run
     targets = loss_targets(loss["rows"] if loss else [], "triton" if on_cuda else "torch")
     targets += train_targets(train)
@@ -416,6 +427,10 @@ def render(workdir: Path, dry_run: bool, note: str = "", command: str = "") -> s
         ),
         ("2. Loss benchmark: `scripts/bench_loss.py`", loss_section(loss)),
         ("3. Training throughput: `scripts/bench_train.py`", train_section(train)),
+        (
+            "4. Attention: `scripts/bench_attention.py` (eager+reorder is the paper configs')",
+            attention_section(attention),
+        ),
         ("Commands", commands_section(parts_list, train)),
         ("Failures", failures_section(parts_list, train)),
     ]

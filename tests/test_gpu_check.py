@@ -166,6 +166,11 @@ def test_dry_run_writes_a_full_report(tmp_path):
     assert train["plain_loop"]["status"] == "ok" and train["plain_loop"]["tokens_per_s"] > 0
     assert "| plain PyTorch loop | ok | " in text
 
+    attention = json.loads((work / "attention.json").read_text())
+    assert {r["variant"] for r in attention} == {"eager+reorder", "eager", "sdpa"}
+    assert all(r["tokens_per_s"] > 0 for r in attention)
+    assert "## 4. Attention" in text and "| eager+reorder | fp32 |" in text
+
     targets = [
         line for line in text.splitlines() if line.startswith("| fused loss") or "MFU >=" in line
     ]
