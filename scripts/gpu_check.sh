@@ -136,7 +136,7 @@ run_part train "$TRAIN_BUDGET" "$PY" scripts/bench_train.py "${TRAIN[@]}"
 
 if [[ -n $DRY ]]; then
     ATTENTION_ARGS=(--device cpu --n_layer 1 --n_head 2 --n_embd 32 --vocab_size 1000 --seq_len 64
-        --dtypes fp32 --repeats 1)
+        --dtypes fp32,bf16 --repeats 1)
 else
     ATTENTION_ARGS=(--device cuda --batch 8 --dtypes bf16 --repeats 3 --warmup 1)
 fi

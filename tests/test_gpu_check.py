@@ -167,7 +167,10 @@ def test_dry_run_writes_a_full_report(tmp_path):
     assert "| plain PyTorch loop | ok | " in text
 
     attention = json.loads((work / "attention.json").read_text())
-    assert {r["variant"] for r in attention} == {"eager+reorder", "eager", "sdpa"}
+    assert {(r["variant"], r["dtype"]) for r in attention} == {
+        (v, d) for v in ("eager+reorder", "eager", "sdpa") for d in ("fp32", "bf16")
+    }
+    assert all(r["peak_mib"] > 0 for r in attention)
     assert all(r["tokens_per_s"] > 0 for r in attention)
     assert "## 4. Attention" in text and "| eager+reorder | fp32 |" in text
 

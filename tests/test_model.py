@@ -147,21 +147,3 @@ def test_compiled_backbone_keeps_the_eager_parameter_names():
     assert list(compiled.state_dict()) == list(eager.state_dict())
     assert compiled._body[0] is not eager._body[0] and eager._body[0] is lm.base_model
 
-
-def test_attention_benchmark_measures_every_variant(tmp_path):
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    out = tmp_path / "attention.json"
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_attention.py"
-    tiny = "--n_layer=1 --n_head=2 --n_embd=32 --vocab_size=100 --seq_len=32 --repeats=1"
-    subprocess.run(
-        [sys.executable, str(script), *tiny.split(), f"--json-out={out}"], check=True, timeout=300
-    )
-    rows = json.loads(out.read_text())
-    assert {(r["variant"], r["dtype"]) for r in rows} == {
-        (v, d) for v in ("eager+reorder", "eager", "sdpa") for d in ("fp32", "bf16")
-    }
-    assert all(r["step_s_median"] > 0 and r["peak_mib"] > 0 for r in rows)
