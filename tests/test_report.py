@@ -83,3 +83,33 @@ def test_table_marks_missing_values():
 
     table = markdown_table([RunRecord(folder=None, name="r", task="pii", objective="mle")])
     assert table.splitlines()[-1].startswith("| r | pii | mle | - |")
+
+
+def test_finetuned_and_from_scratch_runs_of_one_objective_are_told_apart(tmp_path, monkeypatch):
+    # The paper's section 5 figure: PHF from scratch (solid) against MLE, then PHF (dashed,
+    # starting at the pretraining tokens).
+    import matplotlib.axes
+
+    from harness.analysis.report import plot_score_vs_tokens
+
+    scratch = make_run(tmp_path, "awr", "awr")
+    finetuned = make_run(tmp_path / "ft", "awr", "awr")
+    saved = yaml.safe_load((finetuned / "config.yaml").read_text())
+    saved["train"] = {"tokens_already_seen": 1000}
+    (finetuned / "config.yaml").write_text(yaml.safe_dump(saved))
+    runs = [load_run(scratch), load_run(finetuned)]
+    assert [r.finetuned for r in runs] == [False, True]
+    table = markdown_table(runs)
+    assert "| awr | pep8 | awr |" in table and "| awr (finetuned) | pep8 | awr |" in table
+
+    lines = []
+    original = matplotlib.axes.Axes.plot
+
+    def record(self, *args, **kwargs):
+        lines.append((args[2], kwargs["label"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    (tmp_path / "out").mkdir()
+    plot_score_vs_tokens(runs, tmp_path / "out")
+    assert lines == [("-", "awr"), ("--", "MLE, then awr")]
