@@ -171,9 +171,9 @@ def _numel(p: torch.Tensor) -> int:
 class LossModel(nn.Module):
     """Causal LM + objective; `forward(input_ids, scores)` returns (mean token loss, stats).
 
-    `compile_backbone=True` runs the backbone through `torch.compile` in this forward (training and held-out
-    loss, fixed [micro batch, seq_len] shapes); generation calls the LM itself and stays eager,
-    since its growing sequence lengths would only recompile. The compiled wrapper is kept off the
+    `compile_backbone=True` runs the backbone through `torch.compile` in this forward (training
+    and held-out loss, fixed [micro batch, seq_len] shapes); generation calls the LM itself and
+    stays eager, since its growing sequence lengths would only recompile. The compiled wrapper is kept off the
     module tree, so parameter names, checkpoints and exports are those of the eager model.
     """
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+
+from bench_loss import _current_rss_bytes, _sync  # noqa: E402  (scripts/ is this script's folder)
 
 from harness.checkpoints.atomic import atomic_write_text  # noqa: E402
 from harness.config import ModelConfig  # noqa: E402
@@ -79,16 +80,6 @@ def step(model: torch.nn.Module, ids: torch.Tensor, dtype: str, device: str) -> 
     return time.perf_counter() - start
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
 def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -107,7 +98,7 @@ def peak_memory_mib(args, variant: str, dtype: str) -> float:
     # Building the model peaks above its resting size: reset the kernel's high-water mark of
     # resident memory (VmHWM) first, or every variant would report the build's peak.
     Path("/proc/self/clear_refs").write_text("5")
-    before = _rss_bytes()
+    before = _current_rss_bytes()
     step(model, ids, dtype, args.device)
     return (_status_kib("VmHWM") * 1024 - before) / 2**20
 

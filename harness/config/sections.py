@@ -191,15 +191,14 @@ class ModelConfig:
         if self.attn_implementation in ("auto", "eager"):
             return []
         errors = []
-        if self.path is None or Path(self.path).is_dir():
-            source = self.config_value_source("reorder_and_upcast_attn")
-            if source is not None:
-                errors.append(
-                    f"model.attn_implementation={self.attn_implementation} ignores "
-                    f"reorder_and_upcast_attn: true ({source}): only eager attention implements it; "
-                    f"set model.attn_implementation: eager (or auto), or "
-                    f"model.config_kwargs.reorder_and_upcast_attn: false"
-                )
+        source = self.config_value_source("reorder_and_upcast_attn")
+        if source is not None:
+            errors.append(
+                f"model.attn_implementation={self.attn_implementation} ignores "
+                f"reorder_and_upcast_attn: true ({source}): only eager attention implements it; "
+                f"set model.attn_implementation: eager (or auto), or "
+                f"model.config_kwargs.reorder_and_upcast_attn: false"
+            )
         if self.attn_implementation == "flash_attention_2" and not _installed("flash_attn"):
             errors.append(
                 "model.attn_implementation=flash_attention_2 needs the flash-attn package and a "
