@@ -18,12 +18,13 @@ import torch
 from tqdm import tqdm
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write_text
+from harness.checkpoints.atomic import atomic_write_text, remove_leftovers
 from harness.checkpoints.export import export_after_training
-from harness.checkpoints.layout import checkpoints_dir
+from harness.checkpoints.layout import checkpoints_dir, hf_dir
 from harness.checkpoints.resume import check_resumable, check_tokenizer
 from harness.checkpoints.training import (
     load_checkpoint,
+    remove_unpublished,
     resume_point,
     save_checkpoint,
     to_universal,
@@ -126,13 +127,20 @@ def setup(cfg: Config) -> Run:
         dist.world_size(),
         loader_state,
     )
-    metrics = MetricsLogger(cfg, enabled=dist.is_main())
+    metrics = MetricsLogger(cfg, enabled=dist.is_main(), resume_step=start_step)
     return Run(cfg, engine, data, loader, stats, metrics, start_step, tokens_seen)
 
 
 def _resume_state(cfg: Config, corpus_fingerprint: str) -> dict[str, Any] | None:
-    """The checkpoint to resume from (None: a fresh run), checked against the config."""
+    """The checkpoint to resume from (None: a fresh run), checked against the config.
+
+    First rank 0 clears what a killed attempt left (temporary files, unpublished checkpoint
+    folders); the other ranks wait in `resume_point`'s broadcast.
+    """
     root = checkpoints_dir(cfg.run.output_dir)
+    if dist.is_main():
+        for line in remove_leftovers(Path(cfg.run.output_dir)) + remove_unpublished(root):
+            log.info("interrupted attempt: %s", line)
     state = resume_point(root)
     if state is None:
         return None
@@ -326,7 +334,8 @@ def fit(run: Run) -> dict[str, float]:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{out['loss']:.4f}")
-        if step % cfg.logging.every_steps == 0 or step == steps or step == run.start_step + 1:
+        # Step 1 and every `every_steps`: a resumed run logs the steps an uninterrupted one would.
+        if step % cfg.logging.every_steps == 0 or step == steps or step == 1:
             last = _log_record(
                 run, step, out, window_tokens, time.perf_counter() - window_start, peak
             )
@@ -384,5 +393,9 @@ def train(cfg: Config) -> dict[str, float]:
     run = setup(cfg)
     if run.start_step >= total_steps(cfg):
         log.info("run already complete at step %d", run.start_step)
+        # The attempt that saved the last checkpoint may have died while exporting it.
+        if dist.broadcast_object(cfg.eval.export_hf and not hf_dir(cfg.run.output_dir).is_dir()):
+            export_after_training(cfg)
+        run.metrics.close()
         return {}
     return fit(run)

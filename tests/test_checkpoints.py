@@ -5,20 +5,28 @@ import json
 import pytest
 import yaml
 
-from harness.checkpoints.atomic import atomic_write_text
+from harness.checkpoints.atomic import atomic_write_text, remove_leftovers, temp_path
 from harness.checkpoints.inference import resolve_checkpoint
 from harness.checkpoints.layout import eval_dir, find_eval_dir, step_of, tag_for
 from harness.checkpoints.resume import check_resumable, check_tokenizer
+from harness.checkpoints.training import (
+    describe_files,
+    find_resumable,
+    remove_unpublished,
+    verify_checkpoint,
+)
 from harness.config import config_to_yaml
 from harness.config.parse import parse_config as parse
 
 
 def fake_checkpoint(root, step, payload=b"0123456789"):
-    """A checkpoint folder as save_checkpoint publishes it: files listed with their sizes."""
+    """A checkpoint folder as save_checkpoint publishes it: files listed with sizes and checksums."""
     folder = root / tag_for(step)
     folder.mkdir(parents=True)
     (folder / "model.pt").write_bytes(payload)
-    state = {"step": step, "files": {"model.pt": len(payload)}}
+    (folder / "tokenizer").mkdir()
+    (folder / "tokenizer" / "vocab.json").write_text("{}")
+    state = {"step": step, "files": describe_files(folder)}
     (folder / "harness_state.json").write_text(json.dumps(state))
     (root / "latest").write_text(folder.name)
     return folder
@@ -45,6 +53,75 @@ def test_inference_skips_a_truncated_checkpoint_as_resume_does(tmp_path):
         resolve_checkpoint(newest)
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         resolve_checkpoint(tmp_path)
+
+
+def test_a_flipped_byte_is_caught_by_the_checksum_and_the_previous_checkpoint_used(tmp_path):
+    root = tmp_path / "checkpoints"
+    fake_checkpoint(root, 2)
+    newest = fake_checkpoint(root, 4, payload=bytes(range(200)))
+    state = json.loads((newest / "harness_state.json").read_text())
+    assert set(state["files"]) == {"model.pt", "tokenizer/vocab.json"}
+    assert (
+        state["files"]["model.pt"]["bytes"] == 200
+        and len(state["files"]["model.pt"]["xxh3_128"]) == 32
+    )
+    assert verify_checkpoint(newest) is None
+    data = bytearray((newest / "model.pt").read_bytes())
+    data[117] ^= 0x10  # one bit, same size: a size check alone passes it
+    (newest / "model.pt").write_bytes(bytes(data))
+    assert "model.pt has the right size but another checksum" in verify_checkpoint(newest)
+    assert find_resumable(root) == "step-00000002"
+
+
+def test_checkpoints_listing_sizes_only_still_verify_by_size(tmp_path):
+    folder = fake_checkpoint(tmp_path, 3)
+    (folder / "harness_state.json").write_text(json.dumps({"step": 3, "files": {"model.pt": 10}}))
+    assert verify_checkpoint(folder) is None
+    (folder / "model.pt").write_bytes(b"0123")
+    assert "model.pt has 4 bytes, expected 10" in verify_checkpoint(folder)
+
+
+def test_leftovers_of_a_killed_attempt_are_cleared_and_a_half_swapped_folder_restored(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-00000004").mkdir(parents=True)
+    temp_path(run / "checkpoints" / "step-00000004" / "rng_state_rank1.pt").write_bytes(b"x")
+    temp_path(run / "metrics.jsonl").write_text("{}")
+    (run / ".hf.tmp123").mkdir()  # the new export, killed before it was renamed into place
+    (run / ".eval.old77").mkdir()  # killed between the two renames: the target is missing
+    (run / ".eval.old77" / "metrics.json").write_text("{}")
+    (run / "config.yaml").write_text("a: 1\n")
+    (run / ".config.yaml.old5").write_text("stale")  # target present: the old copy goes
+    (run / "wandb").mkdir()
+    (run / "wandb" / ".x.tmp1").write_text("wandb's own")
+    done = remove_leftovers(run)
+    assert len(done) == 5 and any("restored" in d for d in done)
+    left = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+    assert left == [
+        "checkpoints",
+        "checkpoints/step-00000004",
+        "config.yaml",
+        "eval",
+        "eval/metrics.json",
+        "wandb",
+        "wandb/.x.tmp1",
+    ]
+
+
+def test_unpublished_checkpoint_folders_are_removed(tmp_path):
+    root = tmp_path / "checkpoints"
+    fake_checkpoint(root, 2)
+    fake_checkpoint(root, 4)
+    (root / "step-00000006").mkdir()  # a save killed before `latest` named it
+    (root / "step-00000002.universal").mkdir()  # a conversion of a checkpoint that is still there
+    (root / "step-00000001.universal").mkdir()  # of a pruned one
+    removed = remove_unpublished(root)
+    assert len(removed) == 2
+    assert sorted(p.name for p in root.iterdir()) == [
+        "latest",
+        "step-00000002",
+        "step-00000002.universal",
+        "step-00000004",
+    ]
 
 
 def parse_config(argv):

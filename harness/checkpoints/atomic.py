@@ -8,9 +8,12 @@ is atomic. torch-free: scoring workers publish through it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+LEFTOVER_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)\d+$")
 
 
 def temp_path(path: Path) -> Path:
@@ -56,3 +59,35 @@ def atomic_write_dir(folder: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_leftovers(folder: Path, skip: tuple[str, ...] = ("wandb",)) -> list[str]:
+    """Clear what atomic writes of killed processes left under `folder`; returns what was done.
+
+    A `.<name>.tmp<pid>` is an unpublished write: deleted. A `.<name>.old<pid>` is a replaced
+    folder: deleted, unless the kill came between the two renames of `atomic_write_dir` and
+    `<name>` is missing, in which case the old one is put back. Call it only while no other process
+    writes under `folder` (at the start of a run, before the ranks write anything). Subfolders named
+    in `skip` (other programs' files) are not visited.
+    """
+    folder = Path(folder)
+    done: list[str] = []
+    if not folder.is_dir():
+        return done
+    for dirpath, dirnames, filenames in os.walk(folder):
+        if Path(dirpath) == folder:
+            dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in sorted(dirnames + filenames):
+            match = LEFTOVER_RE.match(name)
+            if match is None:
+                continue
+            path, target = Path(dirpath) / name, Path(dirpath) / match["name"]
+            if match["kind"] == "old" and not target.exists():
+                os.replace(path, target)
+                done.append(f"restored {target} from {name}")
+            else:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                done.append(f"removed {path}")
+            if name in dirnames:
+                dirnames.remove(name)
+    return done

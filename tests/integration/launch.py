@@ -47,7 +47,7 @@ def tiny_config(tmp_path: Path, **sections) -> Path:
     return path
 
 
-def env() -> dict[str, str]:
+def env(**extra: str) -> dict[str, str]:
     """Subprocess environment: offline, no wandb, one thread per rank, the repo importable."""
     e = dict(os.environ)
     e.update(
@@ -59,6 +59,7 @@ def env() -> dict[str, str]:
     )
     # Test-only plug-ins (e.g. tests.integration.slow_scorer) are imported by class path.
     e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), e.get("PYTHONPATH")]))
+    e.update(extra)
     return e
 
 
@@ -77,10 +78,16 @@ def deepspeed_run(
     return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
-def deepspeed_popen(script: str, args: list[str], num_procs: int = 2, **kwargs) -> subprocess.Popen:
+def deepspeed_popen(
+    script: str, args: list[str], num_procs: int = 2, extra_env: dict | None = None, **kwargs
+) -> subprocess.Popen:
     """Start `deepspeed --num_gpus N scripts/<script> args` in the background."""
     return subprocess.Popen(
-        deepspeed_cmd(script, args, num_procs), cwd=ROOT, env=env(), text=True, **kwargs
+        deepspeed_cmd(script, args, num_procs),
+        cwd=ROOT,
+        env=env(**(extra_env or {})),
+        text=True,
+        **kwargs,
     )
 
 

@@ -99,6 +99,34 @@ def test_sigterm_to_one_rank_saves_on_all_ranks_and_exits_0(tmp_path):
     assert sorted(losses(run))[-2:] == [step + 1, step + 2]
 
 
+def test_a_dying_wandb_service_does_not_stop_training(tmp_path):
+    cfg = tiny_config(
+        tmp_path,
+        train={"max_steps": 30},
+        checkpoint={"every_steps": 0},
+        logging={"every_steps": 1, "wandb": "offline", "progress_bar": False},
+    )
+    proc = deepspeed_popen(
+        "train.py",
+        ["--config", str(cfg)],
+        extra_env={"WANDB_MODE": "offline"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    run = tmp_path / "run"
+    _wait_for_step(run, 3, proc)
+    service = [
+        p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "wandb-core"
+    ]
+    assert len(service) == 1  # a child of rank 0
+    service[0].send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("wandb log failed (ConnectionResetError") == 1 and "Traceback" not in out
+    assert sorted(losses(run)) == list(range(1, 31))
+    assert latest(run) == "step-00000030"
+
+
 def test_sigusr1_without_launcher(tmp_path):
     cfg = tiny_config(tmp_path, train={"max_steps": 2000}, checkpoint={"every_steps": 0})
     proc = subprocess.Popen(
