@@ -1,7 +1,7 @@
 """Build the causal LM and wrap it so that its forward returns the loss, never the logits.
 
 The wrapper runs the backbone to hidden states and hands them, with the output-embedding weight,
-to the fused token loss (`kernels.fused_linear_token_loss`), so the (tokens x vocab) logits are
+to the fused token loss (`phf_kernels.fused_linear_token_loss`), so the (tokens x vocab) logits are
 never materialised. Under ZeRO-3 that weight is partitioned and, in GPT-2, tied to the input
 embeddings: it is registered as an external parameter of the wrapper so DeepSpeed gathers it for
 our forward (docs/design.md, "The token loss").

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from kernels import fused_linear_token_loss  # noqa: E402
+from phf_kernels import fused_linear_token_loss  # noqa: E402
 
 IGNORE = -100
 PROVIDERS = ("eager", "torch", "triton", "compile", "liger", "cce")

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("harness", "kernels")
+PACKAGES = ("harness", "phf_kernels")
 MAX_FILE_LINES = 450
 MAX_FUNCTION_LINES = 60
 MAX_LONG_FUNCTIONS = 3

@@ -1,10 +1,14 @@
 """Model builder and the loss-returning wrapper."""
 
+from pathlib import Path
+
 import torch
 
 from harness.config import Config, ModelConfig, ObjectiveConfig
 from harness.model import LossModel, build_model, model_stats
 from harness.objectives import build_objective
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 
@@ -59,13 +63,17 @@ def test_load_from_local_path(tmp_path):
     )
 
 
-def test_transformers_does_not_mistake_our_kernels_package_for_hub_kernels():
-    from transformers.utils import is_kernels_available
+def test_our_kernels_package_does_not_shadow_hugging_faces_kernels():
+    """transformers imports Hugging Face's `kernels` package (a requirement since 5.25): ours is
+    `phf_kernels`, and no folder of this repository may answer to `import kernels`."""
+    import importlib.util
 
-    import kernels
+    import phf_kernels
 
-    assert hasattr(kernels, "fused_linear_token_loss")
-    assert not is_kernels_available()  # our `kernels` is not Hugging Face's hub-kernels package
+    assert hasattr(phf_kernels, "fused_linear_token_loss")
+    spec = importlib.util.find_spec("kernels")
+    if spec is not None and spec.origin:
+        assert REPO not in Path(spec.origin).resolve().parents, spec.origin
     from transformers import AutoModelForCausalLM, GPT2Config
 
     model = AutoModelForCausalLM.from_config(
@@ -146,4 +154,3 @@ def test_compiled_backbone_keeps_the_eager_parameter_names():
     # the loss equality is checked by tests/integration/test_compile.py).
     assert list(compiled.state_dict()) == list(eager.state_dict())
     assert compiled._body[0] is not eager._body[0] and eager._body[0] is lm.base_model
-

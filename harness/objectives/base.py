@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from harness.config import ObjectiveConfig
-from kernels import fused_linear_token_loss
+from phf_kernels import fused_linear_token_loss
 
 Segments = list[tuple[str, float]]
 Stats = dict[str, torch.Tensor]

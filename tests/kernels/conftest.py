@@ -1,7 +1,7 @@
 """Run the Triton kernels in interpreter mode (CPU tensors) when there is no GPU.
 
 TRITON_INTERPRET is read when a kernel is decorated with @triton.jit, i.e. when
-kernels.triton_token_loss is first imported, so it has to be set before that import.
+phf_kernels.triton_token_loss is first imported, so it has to be set before that import.
 
 `PHF_KERNELS_DTYPE=float32` (or `bfloat16`, `float16`) keeps only the tests of that dtype: those
 parametrized with it, plus, for float32, the tests with no dtype parameter (they run in fp32 or

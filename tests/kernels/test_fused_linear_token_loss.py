@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import fused_linear_token_loss
+from phf_kernels import fused_linear_token_loss
 
 IGNORE = -100
 # The module shares its name with the function that kernels/__init__ re-exports.
-op_module = importlib.import_module("kernels.fused_linear_token_loss")
+op_module = importlib.import_module("phf_kernels.fused_linear_token_loss")
 
 # (rtol, atol) of |ours - ref| <= atol + rtol * |ref|, ref computed in float64 from the same inputs.
 # fp32: only fp32 rounding of the matmuls and of the logsumexp over <= 1000 terms (~1e-6).
@@ -256,7 +256,7 @@ def triton_module(monkeypatch):
     pytest.importorskip(
         "triton", reason="triton is not installed: `pip install triton` (dev extra)"
     )
-    module = importlib.import_module("kernels.triton_token_loss")
+    module = importlib.import_module("phf_kernels.triton_token_loss")
     # Small vocabulary blocks so that V = 37 spans several blocks with a masked tail.
     monkeypatch.setattr(module, "MAX_BLOCK_V", 16)
     return module

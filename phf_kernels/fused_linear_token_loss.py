@@ -8,7 +8,7 @@ which covers MLE (a=1, b=0), AWR/RWR (a=w_t, b=0) and unlikelihood (a=[aligned],
 The (tokens x vocab) logits are never materialised: tokens are processed in chunks whose logits
 fit a memory budget, and each chunk yields its loss, grad_hidden rows and a grad_weight update
 (the Liger-Kernel "fused linear cross entropy" idea). Two chunk back ends share this driver:
-the PyTorch twin below (CPU, and the oracle) and a Triton kernel (`kernels/triton_token_loss.py`).
+the PyTorch twin below (CPU, and the oracle) and a Triton kernel (`phf_kernels/triton_token_loss.py`).
 
 Numerics. Let lse_excl_t = logsumexp_{j != y_t} z_tj (the label column masked out) and
 d_t = z_ty - lse_excl_t. Then, exactly,
@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 import torch
 
-from kernels.token_terms import token_terms
+from phf_kernels.token_terms import token_terms
 
 # Default chunk: as many tokens as fit chunk_tokens * vocab * 4 bytes <= the device's budget, but at
 # least MIN_CHUNK_TOKENS. On CPU, 128 MiB keeps the workspace a few % of eager's at GPT-2 sizes at
@@ -242,13 +242,13 @@ def _select_chunk_fn(impl: str, hidden: torch.Tensor) -> ChunkFn:
         if hidden.device.type != "cuda" or hidden.dtype == torch.float64:
             return torch_chunk_loss
         try:
-            from kernels.triton_token_loss import triton_chunk_loss
+            from phf_kernels.triton_token_loss import triton_chunk_loss
         except ImportError:
             return torch_chunk_loss
         return triton_chunk_loss
     # impl == "triton"
     try:
-        from kernels.triton_token_loss import triton_chunk_loss
+        from phf_kernels.triton_token_loss import triton_chunk_loss
     except ImportError as err:
         raise ImportError(
             "fused_linear_token_loss(impl='triton') needs the `triton` package: `pip install triton` "

@@ -1,6 +1,6 @@
 """Triton chunk kernels for `fused_linear_token_loss` (imported lazily: needs the `triton` package).
 
-Per token chunk the driver in `kernels/fused_linear_token_loss.py` computes logits = h @ W^T with
+Per token chunk the driver in `phf_kernels/fused_linear_token_loss.py` computes logits = h @ W^T with
 cuBLAS; here, one program per row walks the vocabulary in blocks of BLOCK_V:
 
 1. `_lse_excl_kernel`: online logsumexp over j != y (label column masked to -inf), z_y.
@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.token_terms import token_terms
+from phf_kernels.token_terms import token_terms
 
 # Vocabulary block walked per step; larger blocks mean fewer loop steps, more registers.
 MAX_BLOCK_V = 4096

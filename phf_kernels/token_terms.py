@@ -6,7 +6,7 @@ With d_t = z_ty - lse_excl_t (the label logit minus the logsumexp of the other l
     loss_t = a_t softplus(-d_t) + b_t softplus(d_t),    c_t = a_t sigmoid(-d_t) - b_t sigmoid(d_t)
 
 where c_t = a_t (1 - p_t) - b_t p_t is the coefficient of the logit gradient c_t (q_t - onehot_t)
-(derivation in kernels/fused_linear_token_loss.py). N-sized vectors: negligible next to the matmuls.
+(derivation in phf_kernels/fused_linear_token_loss.py). N-sized vectors: negligible next to the matmuls.
 """
 
 from __future__ import annotations

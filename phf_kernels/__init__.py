@@ -5,6 +5,6 @@ sum_t a_t * -log p_t + b_t * -log(1 - p_t) without materialising the logits. Tri
 only when impl="triton" (or impl="auto" on CUDA) is used.
 """
 
-from kernels.fused_linear_token_loss import fused_linear_token_loss
+from phf_kernels.fused_linear_token_loss import fused_linear_token_loss
 
 __all__ = ["fused_linear_token_loss"]
