@@ -275,15 +275,45 @@ def to_universal(root: Path, tag: str) -> str:
     return out_tag
 
 
+def _inner_param_groups(engine) -> list[dict[str, Any]]:
+    """The param groups of the torch optimizer under DeepSpeed's ZeRO wrapper (in our order)."""
+    optimizer = engine.optimizer
+    return getattr(optimizer, "optimizer", optimizer).param_groups
+
+
+def _repair_universal_load(engine, weight_decay: list[float]) -> None:
+    """Undo two slips of DeepSpeed's ZeRO-3 universal load (stage3.py's
+    `load_hp_checkpoint_state_from_checkpoint_dir_stage3`, 0.19.8), found by the world-size resume
+    test, whose losses drifted 3e-4 apart in 3 steps (ZeRO-1/2 load their own way, unaffected):
+
+    - it copies the first param group's hyperparameters into every group, so the no-decay group
+      (biases, norms) would go on with weight decay 0.1: the groups' values are put back;
+    - it gives every sub-group's Adam state one shared `step` tensor, which torch's AdamW
+      increments in place once per group, so the second group's bias correction runs ahead by a
+      step per step: each state gets its own copy.
+    """
+    groups = _inner_param_groups(engine)
+    for group, value in zip(groups, weight_decay, strict=True):
+        group["weight_decay"] = value
+    optimizer = engine.optimizer
+    for state in getattr(optimizer, "optimizer", optimizer).state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].clone()
+
+
 def load_checkpoint(engine, root: Path, state: dict[str, Any], load_tag: str | None = None) -> None:
     """Load the checkpoint `state` describes into `engine` and restore this rank's RNG state."""
     root = Path(root)
     tag = state["tag"]
+    groups = _inner_param_groups(engine)
+    weight_decay = [group["weight_decay"] for group in groups]
     load_path, _ = engine.load_checkpoint(
         str(root), tag=load_tag or tag, load_optimizer_states=True, load_lr_scheduler_states=True
     )
     if load_path is None:
         raise RuntimeError(f"checkpoint {root / tag}: DeepSpeed could not load it")
+    if load_tag is not None and load_tag != tag:
+        _repair_universal_load(engine, weight_decay)
     rng_file = root / tag / f"rng_state_rank{dist.rank()}.pt"
     if state.get("world_size") == dist.world_size() and rng_file.is_file():
         set_rng_state(torch.load(rng_file, weights_only=False))
