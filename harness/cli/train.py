@@ -3,6 +3,8 @@ work), then the library."""
 
 from __future__ import annotations
 
+import sys
+
 from harness import distributed as dist
 from harness.cli.common import entry_point
 from harness.compat import is_original_cli, translate_original_cli
@@ -66,5 +68,11 @@ def prepare_main(argv: list[str]) -> int:
     flags = ("executor", "workers", "partition", "time", "cpus_per_task", "mem_per_cpu_gb")
     cluster = ClusterOptions(**{name: ns[name] for name in (*flags, "env_command")})
     dist.configure_logging()
-    print(prepare(cfg, cluster))
+    from harness.data.worker_watch import WorkerDied
+
+    try:
+        print(prepare(cfg, cluster))
+    except WorkerDied as err:  # one line, not a traceback through datatrove's pool
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0

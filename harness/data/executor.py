@@ -70,6 +70,8 @@ def local_executor(
         local_tasks=count,
         local_rank_offset=start,
         skip_completed=True,
+        # Pool workers are the fork server's children: worker_watch finds them there.
+        start_method="forkserver",
     )
 
 

@@ -36,6 +36,7 @@ from harness.data.pipeline import (
     plan_corpus,
     prepare_data,
 )
+from harness.data.worker_watch import fail_on_dead_worker
 from harness.scoring.shards import ScoringJob, pin_job, publish_manifest, scoring_pipeline
 from harness.tasks import scorer_options_for
 
@@ -192,7 +193,10 @@ def prepare(cfg: Config, opts: ClusterOptions) -> str:
     if opts.executor == "local":
 
         def run_stage(pipeline, n_tasks, logging_dir, what):
-            local_executor(pipeline, n_tasks, logging_dir, 0, n_tasks, workers=opts.workers).run()
+            with fail_on_dead_worker(what, opts.workers):
+                local_executor(
+                    pipeline, n_tasks, logging_dir, 0, n_tasks, workers=opts.workers
+                ).run()
 
         data = prepare_data(cfg, objective, run_stage=run_stage)
         return (
