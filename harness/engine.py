@@ -259,6 +259,7 @@ def _save(run: Run, step: int) -> None:
         "packed_dir": str(run.data.packed_dir),
         "tokenizer_fingerprint": tokenizer_fingerprint(run.data.tokenizer),
     }
+    log.info("step %d: saving a checkpoint", step)
     folder = save_checkpoint(
         run.engine,
         checkpoints_dir(run.cfg.run.output_dir),
@@ -359,6 +360,7 @@ def _end_of_step(run: Run, step: int, stop: bool, last: dict[str, float]) -> boo
     cfg = run.cfg
     is_last = step == total_steps(cfg)
     if (cfg.eval.every_steps and step % cfg.eval.every_steps == 0) or is_last:
+        log.info("step %d: evaluating", step)
         ev = evaluate_during_training(run, step)  # held-out loss, samples, scores, diversity, KL
         if ev:
             run.metrics.log({"step": step, "tokens": run.tokens_seen, **ev})

@@ -187,6 +187,13 @@ def test_cli_reports_bad_config_with_exit_code_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_parse_alone_and_with_quickstart(path):
+    if path.name == "chaos.yaml":  # an overlay for scripts/chaos.py, over any paper config
+        cfg = parse_config(
+            ["--config", str(ROOT / "configs" / "pep8_awr.yaml"), "--config", str(path)],
+            world_size=2,
+        )
+        assert cfg.train.precision == "fp32" and cfg.eval.export_hf
+        return
     if path.name != "quickstart.yaml":
         paper = parse_config(["--config", str(path)])
         # The paper's reordered, upcast attention exists only in eager mode: it must be kept.

@@ -203,6 +203,7 @@ def export_after_training(cfg: Config) -> Path | None:
     """End of training (all ranks call it after the final checkpoint): rank 0 exports it to `<output_dir>/hf`."""
     out = None
     if cfg.eval.export_hf and dist.is_main():
+        log.info("exporting the last checkpoint to %s", hf_dir(cfg.run.output_dir))
         out = export_checkpoint(checkpoints_dir(cfg.run.output_dir))
     dist.barrier()
     return out

@@ -7,11 +7,13 @@ re-raises it with its traceback). A main imports the library it drives after par
 """
 
 from harness.cli.analysis import probe_main, report_main, violations_main
+from harness.cli.chaos import chaos_main
 from harness.cli.convert import convert_main
 from harness.cli.evaluate import evaluate_main, export_main
 from harness.cli.train import prepare_main, score_main, train_main
 
 __all__ = [
+    "chaos_main",
     "convert_main",
     "evaluate_main",
     "export_main",
