@@ -169,12 +169,15 @@ def test_corrupt_or_partial_latest_checkpoint_is_skipped(tmp_path):
     check(python_run("train.py", ["--config", str(cfg)]))
     ckpts = tmp_path / "run" / "checkpoints"
     victim = next((ckpts / "step-00000006").glob("*optim_states.pt"))
-    victim.write_bytes(victim.read_bytes()[:100])  # truncated, as by a crash or a full disk
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit: the size checks out, the checksum does not
+    victim.write_bytes(bytes(data))
     (ckpts / "step-00000009").mkdir()  # an unpublished, partial save
     proc = python_run("train.py", ["--config", str(cfg), "--train.max_steps", "8"])
     check(proc)
     log = proc.stdout + proc.stderr
     assert "step-00000006 is incomplete or corrupt" in log and victim.name in log
+    assert "another checksum than when it was saved" in log
     assert "resumed from" in log and "step-00000003 at step 3" in log
     assert sorted(losses(tmp_path / "run"))[-5:] == [4, 5, 6, 7, 8]
 
