@@ -163,6 +163,30 @@ def test_sampling_is_seeded_per_sample_and_respects_banned_tokens():
     assert all(t not in (3, 4) for row in a for t in row)
 
 
+class _EosFirstLM(torch.nn.Module):
+    """A stand-in LM whose most likely next token is always EOS (49), then 7."""
+
+    config = type("Config", (), {"n_positions": 64})()
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask, position_ids, use_cache, past_key_values=None):
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        logits = torch.full((*input_ids.shape, 50), -10.0)
+        logits[..., 49], logits[..., 7] = 10.0, 5.0
+        return CausalLMOutputWithPast(logits=logits)
+
+
+def test_eos_is_banned_until_min_new_tokens():
+    greedy = {"temperature": 1.0, "top_p": 1e-9, "eos_token_id": 49}
+    assert generate_batch(_EosFirstLM(), [[1], [2, 3]], [0, 1], 20, **greedy) == [[], []]
+    out = generate_batch(_EosFirstLM(), [[1], [2, 3]], [0, 1], 20, **greedy, min_new_tokens=10)
+    assert out == [[7] * 10, [7] * 10]  # EOS the moment it is allowed
+
+
 def test_generation_respects_the_context_length():
     lm = _tiny_lm(50, seq_len=8)
     out = generate_batch(lm, [[1, 2, 3]], [0], 100, 1.0, 1.0, eos_token_id=49)

@@ -88,10 +88,13 @@ def generate_batch(
     eos_token_id: int,
     banned_ids: Sequence[int] = (),
     sync: bool = False,
+    min_new_tokens: int = 0,
 ) -> list[list[int]]:
     """Sample a continuation of each prompt (left-padded together) until EOS or `max_new_tokens`.
 
-    Returns the generated token ids of each row, EOS excluded.
+    EOS cannot be sampled before `min_new_tokens` tokens (the original's `min_length`, which
+    transformers' MinLengthLogitsProcessor enforces the same way). Returns the generated token ids
+    of each row, EOS excluded.
     """
     device = next(lm.parameters()).device
     width = max(len(p) for p in prompts)
@@ -111,7 +114,7 @@ def generate_batch(
     cache = None
     out: list[list[int]] = [[] for _ in prompts]
     done = [False] * len(prompts)
-    for _ in range(max_new_tokens):
+    for position in range(max_new_tokens):
         if cache is not None:
             extra[cache_key] = cache
         result = lm(
@@ -121,6 +124,8 @@ def generate_batch(
         logits = result.logits[:, -1, :].float()
         if banned_ids:
             logits[:, list(banned_ids)] = float("-inf")
+        if position < min_new_tokens:
+            logits[:, eos_token_id] = float("-inf")
         nxt = nucleus_sample(logits, temperature, top_p, gens)
         for i, tok in enumerate(nxt.tolist()):
             if not done[i]:
