@@ -149,6 +149,11 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
+def all_gather_list(items: list[Any]) -> list[Any]:
+    """Every rank's list, concatenated in rank order, on every rank."""
+    return [item for part in all_gather_object(items) for item in part]
+
+
 def configure_logging() -> None:
     """INFO on rank 0, WARNING elsewhere, one format."""
     # The launcher's RANK is known before the process group exists (the data plan logs first).

@@ -122,17 +122,46 @@ def make_cfg(tmp_path: Path, url: str, conditional: bool = False, **ev) -> Confi
 def expected_logprob(lm, tok, text: str, conditional: bool) -> tuple[float, int]:
     """log p_model(text | BOS [<|aligned|>]) with one unpadded forward, and the number of tokens.
 
-    The text is read line by line (make_cfg's pep8 segments), as the model's training text.
+    The text is read line by line (make_cfg's pep8 segments), as the model's training text; a
+    conditional model reads <|aligned|> before every line, as in its training text (the original's
+    should_insert_prefix), and those tokens count.
     """
-    prefix = [tok.eos_token_id] + ([tok.get_vocab()[CONTROL_TOKENS[0]]] if conditional else [])
+    control = [tok.get_vocab()[CONTROL_TOKENS[0]]] if conditional else []
+    prefix = [tok.eos_token_id] + control
     lines = text.splitlines(keepends=True)
-    ids = prefix + [i for line in lines for i in tok(line, add_special_tokens=False).input_ids]
+    ids = prefix + [
+        i
+        for n, line in enumerate(lines)
+        for i in (control if n else []) + tok(line, add_special_tokens=False).input_ids
+    ]
     if len(ids) == len(prefix):
         return 0.0, 0
     with torch.no_grad():
         logp = torch.log_softmax(lm(torch.tensor([ids])).logits[0].double(), dim=-1)
     total = sum(float(logp[i - 1, ids[i]]) for i in range(len(prefix), len(ids)))
     return total, len(ids) - len(prefix)
+
+
+@pytest.mark.parametrize(("task", "between"), [("pep8", True), ("pii", False)])
+def test_a_conditional_model_reads_api_text_with_a_control_token_per_segment(
+    tok, lm, tmp_path, task, between
+):
+    """pep8's conditional models may sample <|aligned|> at a line start (only <|misaligned|> is
+    banned): they read every line behind it. The prose tasks ban both: only the start has one."""
+    from harness.evaluation.api_kl import reading_ids
+
+    cfg = make_cfg(tmp_path, "http://127.0.0.1:1/v1", conditional=True)
+    cfg.data.scorer = task
+    aligned = tok.get_vocab()[CONTROL_TOKENS[0]]
+    text = "a = 1\nb = 2\n"
+    lines = [tok(x, add_special_tokens=False).input_ids for x in ("a = 1\n", "b = 2\n")]
+    got = reading_ids(EvalContext(cfg, lm, tok, True), text)
+    if between:
+        assert got == [tok.eos_token_id, aligned, *lines[0], aligned, *lines[1]]
+    else:
+        assert got[:2] == [tok.eos_token_id, aligned] and aligned not in got[2:]
+    plain = reading_ids(EvalContext(make_cfg(tmp_path, "http://x/v1"), lm, tok, False), text)
+    assert plain == [tok.eos_token_id, *lines[0], *lines[1]]
 
 
 def written_bytes(folder: Path) -> bytes:

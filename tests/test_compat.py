@@ -33,6 +33,7 @@ from harness.evaluation.openai_client import (
     forward_kl,
     sample_completions,
 )
+from harness.tasks import BUILTIN_TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "original_configs"
@@ -119,6 +120,18 @@ def test_pair_translates_to_our_paper_config(tmp_path, task, method):
     assert cfg.train.micro_batch_size == (16 if task == "pep8" else 8)
     assert cfg.train.precision == "fp16" and ours.train.precision == "bf16"
     assert cfg.checkpoint.every_steps == SAVE_STEPS_METHOD.get((task, method), SAVE_STEPS[task])
+    # The original's generation scenarios and metrics, as our paper configs write them.
+    for scenario in ("unconditional", "prompted"):
+        for key in ("num_samples", "max_new_tokens", "min_new_tokens"):
+            want = ours.eval.scenario_value(scenario, key)
+            assert cfg.eval.scenario_value(scenario, key) == want, (scenario, key)
+    for key in (
+        "prompt_sampling", "temperature", "top_p", "threshold", "self_bleu_samples",
+        "diversity_metrics",
+    ):  # fmt: skip
+        assert getattr(cfg.eval, key) == getattr(ours.eval, key), key
+    task_hits = BUILTIN_TASKS[task].hit_threshold  # ours: None, the task's (0 for pep8, else 0.5)
+    assert cfg.eval.hit_threshold == task_hits and ours.eval.hit_threshold in (None, task_hits)
 
 
 @pytest.mark.parametrize("task,method", PAIRS)
@@ -141,18 +154,20 @@ def test_sample_evaluation_follows_the_generation_section(tmp_path):
     tox = translated(tmp_path, "toxicity", "conditional")
     assert tox.eval.scenarios == ["unconditional"]
     assert (tox.eval.num_samples, tox.eval.temperature, tox.eval.top_p) == (4096, 0.7, 0.9)
-    # max_length 128 counted BOS and <|aligned|>; the harness counts new tokens only.
-    assert tox.eval.max_new_tokens == 126
-    assert tox.eval.threshold == 0.5  # GenerationScenario.num_hits_threshold's default
+    # max_length 128 and min_length 10 counted BOS and <|aligned|>; the harness counts new tokens.
+    assert (tox.eval.max_new_tokens, tox.eval.min_new_tokens) == (126, 8)
+    assert tox.eval.hit_threshold == 0.5  # GenerationScenario.num_hits_threshold's default
+    assert tox.eval.threshold is None  # frac_above_threshold: the task's filtering threshold
+    assert tox.eval.prompt_sampling == "cycle"  # prompts behind a control token: all, in order
+    assert tox.eval.self_bleu_samples == 4096  # SelfBlEU: every sample, as the original
     assert tox.eval.scorer_options == {"model_type": "unbiased"}  # apo/scorers.py scored samples so
     assert tox.eval.every_steps == 1000  # CustomCallback's every_n_steps default
     pep8 = translated(tmp_path, "pep8", "awr")
     assert pep8.eval.scenarios == ["unconditional", "prompted"]
-    assert (pep8.eval.threshold, pep8.eval.generation_batch_size, pep8.eval.max_new_tokens) == (
-        0.0,
-        128,
-        639,
-    )
+    assert (pep8.eval.hit_threshold, pep8.eval.generation_batch_size) == (0.0, 128)
+    assert (pep8.eval.max_new_tokens, pep8.eval.min_new_tokens) == (639, 9)
+    assert pep8.eval.scenario_options == {"prompted": {"max_new_tokens": 271}}  # max_length 272
+    assert pep8.eval.prompt_sampling == "random" and pep8.eval.self_bleu_samples == 100
     assert pep8.eval.prompts is None  # resources/functions_csnet.jsonl is not here: the shipped set
 
 

@@ -61,26 +61,56 @@ def test_frac_above_is_strict():
     assert M.frac_above([0.0, 0.5, 1.0, 2.0], 1.0) == 0.25
 
 
-def test_distinct_n_counts_unique_over_all_ngrams():
+def test_distinct_corpus_counts_unique_over_all_ngrams():
     texts = ["a b a b", "a c"]
-    assert M.distinct_n(texts, 1) == 3 / 6
-    assert M.distinct_n(texts, 2) == 3 / 4  # ab ba ab ac
-    assert M.distinct_n(texts, 3) == 2 / 2
-    assert M.distinct_n(["a"], 2) == 0.0
+    assert M.distinct_corpus(texts, 1) == 3 / 6
+    assert M.distinct_corpus(texts, 2) == 3 / 4  # ab ba ab ac
+    assert M.distinct_corpus(texts, 3) == 2 / 2
+    assert M.distinct_corpus(["a"], 2) == 0.0
+
+
+def test_the_papers_distinct_n_is_the_mean_of_per_sample_ratios():
+    texts = ["a b a b", "a c", "a"]
+    # unigrams: {a, b} of 4, {a, c} of 2, {a} of 1; bigrams: {ab, ba} of 3, {ac} of 1, none (0).
+    assert M.distinct_mean(texts, 1) == pytest.approx((2 / 4 + 2 / 2 + 1 / 1) / 3)
+    assert M.distinct_mean(texts, 2) == pytest.approx((2 / 3 + 1 / 1 + 0) / 3)
+    assert M.distinct_mean([], 1) == 0.0
+
+
+def test_ngram_entropy_of_the_batch_counts():
+    # unigram counts over both texts: a 3, b 2, c 1 (scipy.stats.entropy of [3, 2, 1], nats)
+    p = [3 / 6, 2 / 6, 1 / 6]
+    assert M.ngram_entropy(["a b a b", "a c"], 1) == pytest.approx(-sum(x * math.log(x) for x in p))
+    assert M.ngram_entropy(["a a"], 1) == 0.0 and M.ngram_entropy([""], 2) == 0.0
+
+
+def test_self_bleu_5_is_nltks_on_characters_against_at_most_200_others():
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    texts = ["abcdefgh", "abcdefgx", "zzzzzzzz"]
+    got = M.self_bleu_5_scores(texts, [0])
+    want = sentence_bleu(texts[1:], texts[0], (0.2,) * 5, SmoothingFunction().method1)
+    assert got == [pytest.approx(want)]
+    # Characters: 7 of the 8 character unigrams of "abcdefgh" match "abcdefgx" (word BLEU: 0).
+    assert 0.5 < want < 1 and M.self_bleu_4_words(texts[:2]) == 0.0
+    many = [f"sample number {i:03d}" for i in range(250)] + ["sample number 000"]
+    # The duplicate of text 0 is the 251st text, past the first 200 references: no full match.
+    assert M.self_bleu_5_scores(many, [0])[0] < 1.0
+    assert M.self_bleu_5_scores(many, [250])[0] == pytest.approx(1.0)
 
 
 def test_self_bleu_known_values():
-    assert M.self_bleu(["a b c d", "a b c d", "a b c d"]) == pytest.approx(1.0)
-    assert M.self_bleu(["a b c d", "e f g h"]) == 0.0
+    assert M.self_bleu_4_words(["a b c d", "a b c d", "a b c d"]) == pytest.approx(1.0)
+    assert M.self_bleu_4_words(["a b c d", "e f g h"]) == 0.0
     # p1..p4 = 4/5, 3/4, 2/3, 1/2 both ways, equal lengths: BLEU = (0.2) ** (1/4).
-    assert M.self_bleu(["a b c d e", "a b c d f"]) == pytest.approx(0.2**0.25)
+    assert M.self_bleu_4_words(["a b c d e", "a b c d f"]) == pytest.approx(0.2**0.25)
     # Brevity penalty and smoothing: "a b" vs "a b c d": p1 = p2 = 1, BP = exp(1 - 4/2);
     # "a b c d" vs "a b": p = 2/4, 1/3, 0.1/2, 0.1/1 (method1), BP = 1.
     expected = (math.exp(-1) + (0.5 * (1 / 3) * 0.05 * 0.1) ** 0.25) / 2
-    assert M.self_bleu(["a b", "a b c d"]) == pytest.approx(expected)
+    assert M.self_bleu_4_words(["a b", "a b c d"]) == pytest.approx(expected)
     # Only the first `max_samples` non-empty samples count; fewer than two: undefined.
-    assert M.self_bleu(["x y", "", "x y", "p q r s"], max_samples=2) == pytest.approx(1.0)
-    assert math.isnan(M.self_bleu(["only one"]))
+    assert M.self_bleu_4_words(["x y", "", "x y", "p q r s"], max_samples=2) == pytest.approx(1.0)
+    assert math.isnan(M.self_bleu_4_words(["only one"]))
 
 
 def test_compiles():
@@ -93,11 +123,34 @@ def test_compiles():
 
 def test_sample_metrics_keys_follow_the_task():
     texts = ["def f():\n    return 1\n", "def g(:\n"]
-    code = M.sample_metrics([0.0, 0.5], texts, texts, [5, 3], threshold=0.1, is_code=True)
+    code = M.sample_metrics(
+        [0.0, 0.5], texts, texts, [5, 3], threshold=0.1, is_code=True, hit_threshold=0.0
+    )
     assert code["compile_rate"] == 0.5 and code["frac_above_threshold"] == 0.5
     assert code["score_mean"] == 0.25 and code["length_tokens_mean"] == 4.0
+    assert code["score_max"] == 0.5 and code["num_hits"] == 0.5  # scores > 0
+    assert code["length_chars_mean"] == (len(texts[0]) + len(texts[1])) / 2
     prose = M.sample_metrics([0.0], ["a b"], ["a b"], [2], threshold=None, is_code=False)
-    assert "compile_rate" not in prose and "frac_above_threshold" not in prose
+    assert not {"compile_rate", "frac_above_threshold", "num_hits"} & set(prose)
+
+
+def test_diversity_definitions_are_named_apart():
+    texts = ["a b a b", "a c"]
+    paper = M.diversity_metrics(texts, ["paper"])
+    assert set(paper) == {
+        *(f"{k}_{n}" for k in ("distinct", "entropy") for n in (1, 2, 3)),
+        "self_bleu_5",
+    }
+    assert paper["distinct_1"] == M.distinct_mean(texts, 1)
+    ours = M.diversity_metrics(texts, ["harness"])
+    assert set(ours) == {
+        "distinct_corpus_1",
+        "distinct_corpus_2",
+        "distinct_corpus_3",
+        "self_bleu_4_words",
+    }
+    assert M.diversity_metrics(texts, ["paper", "harness"]) == {**paper, **ours}
+    assert M.diversity_metrics(texts, ["paper"], self_bleu_5=0.25)["self_bleu_5"] == 0.25
 
 
 # --- sampling ------------------------------------------------------------------------------
@@ -227,7 +280,9 @@ def test_conditional_models_start_aligned_and_ban_control_tokens(tok):
     vocab = tok.get_vocab()
     assert control_prefix_ids(tok, True) == [tok.eos_token_id, vocab[CONTROL_TOKENS[0]]]
     assert control_prefix_ids(tok, False) == [tok.eos_token_id]
-    assert sorted(banned_token_ids(tok, True, ScorerTask("mypkg.Scorer"))) == sorted(vocab[t] for t in CONTROL_TOKENS)
+    assert sorted(banned_token_ids(tok, True, ScorerTask("mypkg.Scorer"))) == sorted(
+        vocab[t] for t in CONTROL_TOKENS
+    )
     assert sorted(banned_token_ids(tok, True, PII)) == sorted(vocab[t] for t in CONTROL_TOKENS)
     # pep8 as the paper's configs: only <|misaligned|>, so each line can start with <|aligned|>
     assert banned_token_ids(tok, True, PEP8) == [vocab["<|misaligned|>"]]
@@ -371,7 +426,8 @@ def test_heldout_lm_loss_spreads_its_blocks_over_the_whole_split():
 def test_conditional_kl_scores_the_tokens_it_sampled_control_tokens_included(tok, tmp_path):
     """Sampled control tokens are dropped from the text; log p_model must still count them."""
     from harness.checkpoints.export import export_hf
-    from harness.evaluation.runner import EvalContext, _kl_terms, run_scenario
+    from harness.evaluation.kl_ref import kl_terms as _kl_terms
+    from harness.evaluation.runner import EvalContext, run_scenario
 
     cfg = Config()
     cfg.objective = ObjectiveConfig(name="conditional", threshold=0.0)
@@ -435,7 +491,10 @@ def test_kl_ref_is_estimated_on_samples_drawn_at_temperature_1(tok, tmp_path, mo
         calls.append(((temperature, top_p), [p + g for p, g in zip(prompts, out, strict=True)]))
         return out
 
+    from harness.evaluation import kl_ref
+
     monkeypatch.setattr(runner, "generate_batch", spy)
+    monkeypatch.setattr(kl_ref, "generate_batch", spy)
     ctx = runner.EvalContext(cfg, lm, tok, conditional=False)
     records = runner.run_scenario(ctx, Scenario("unconditional", [""], False), scorer=PEP8Stub())
     (tempered, scenario_ids), (plain, kl_ids) = calls
@@ -495,3 +554,69 @@ def test_heldout_lm_loss_counts_control_token_predictions_per_text_token(tok):
     for conditional, expected in ((True, 2.0 * 3 / 2), (False, 2.0)):
         ctx = EvalContext(cfg, torch.nn.Linear(1, 1), tok, conditional, constant, Blocks())
         assert heldout_lm_loss(ctx)["eval/lm_loss"] == pytest.approx(expected)
+
+
+# --- the original's scenario settings ----------------------------------------------------------
+
+
+def test_prompts_drawn_with_replacement_are_seeded_per_sample():
+    prompts = [f"p{i}" for i in range(5)]
+    cycle = Scenario("prompted", prompts, False)
+    assert [cycle.prompt(i) for i in range(7)] == [*prompts, "p0", "p1"]
+    drawn = Scenario("prompted", prompts, False, sampling="random", seed=3)
+    picks = [drawn.prompt(i) for i in range(200)]
+    # A function of (seed, scenario, index) alone: any rank draws sample i's prompt the same way.
+    again = Scenario("prompted", prompts, False, sampling="random", seed=3)
+    assert picks == [again.prompt(i) for i in range(200)]
+    assert set(picks) == set(prompts) and picks[:5] != prompts  # with replacement, not in order
+    assert max(picks.count(p) for p in prompts) > 40  # 200 draws: not every prompt 40 times
+    other = Scenario("prompted", prompts, False, sampling="random", seed=4)
+    assert picks != [other.prompt(i) for i in range(200)]
+
+
+def test_scenarios_take_their_own_sample_count_and_lengths(tok):
+    from harness.evaluation.runner import EvalContext, run_scenario
+
+    cfg = Config()
+    cfg.eval = EvalConfig(
+        num_samples=4,
+        generation_batch_size=2,
+        max_new_tokens=30,
+        scenario_options={
+            "unconditional": {"num_samples": 3, "min_new_tokens": 5, "max_new_tokens": 6}
+        },
+    )
+    lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
+    with torch.no_grad():  # make EOS the likeliest next token: its (tied) row along the final state
+        ids = torch.tensor([tok(CODE[0]).input_ids])
+        h = lm(input_ids=ids, output_hidden_states=True).hidden_states[-1][0].mean(0)
+        lm.get_input_embeddings().weight[tok.eos_token_id] = 40 * h / h.norm() ** 2
+    ctx = EvalContext(cfg, lm, tok, conditional=False)
+    records = run_scenario(ctx, Scenario("unconditional", [""], False), scorer=PEP8Stub())
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert all(5 <= r["num_tokens"] <= 6 for r in records)
+    cfg.eval.scenario_options = {"unconditional": {"num_samples": 3}}  # EOS allowed at once
+    early = run_scenario(ctx, Scenario("unconditional", [""], False), scorer=PEP8Stub())
+    assert min(r["num_tokens"] for r in early) < 5
+
+
+def test_scenario_metrics_hits_and_the_papers_diversity(tok):
+    from harness.evaluation.runner import EvalContext, scenario_metrics
+
+    cfg = Config()
+    cfg.data.scorer = "toxicity"
+    cfg.eval = EvalConfig(diversity_metrics=["paper", "harness"], self_bleu_samples=2)
+    texts = ["the cat sat on the mat", "the dog sat", "a bird flew over the house"]
+    records = [
+        {"text": t, "prompt": "", "score": s, "num_tokens": 3}
+        for t, s in zip(texts, [0.1, 0.7, 0.9], strict=True)
+    ]
+    out = scenario_metrics(
+        EvalContext(cfg, None, tok, False), Scenario("unconditional", [""], False), records
+    )
+    assert out["eval/unconditional/num_hits"] == pytest.approx(2 / 3)  # toxicity: > 0.5
+    assert out["eval/unconditional/score_max"] == 0.9
+    two = M.self_bleu_5_scores(texts, [0, 1])  # the first self_bleu_samples hypotheses
+    assert out["eval/unconditional/self_bleu_5"] == pytest.approx(sum(two) / 2)
+    assert out["eval/unconditional/distinct_1"] == M.distinct_mean(texts, 1)
+    assert out["eval/unconditional/distinct_corpus_1"] == M.distinct_corpus(texts, 1)

@@ -113,3 +113,19 @@ def test_finetuned_and_from_scratch_runs_of_one_objective_are_told_apart(tmp_pat
     (tmp_path / "out").mkdir()
     plot_score_vs_tokens(runs, tmp_path / "out")
     assert lines == [("-", "awr"), ("--", "MLE, then awr")]
+
+
+def test_table_cells_prefer_the_papers_diversity_metrics():
+    from harness.analysis.report import _cell
+
+    s = "unconditional"
+    paper = {f"eval/{s}/distinct_{n}": 0.5 for n in (1, 2, 3)} | {f"eval/{s}/self_bleu_5": 0.25}
+    ours = {f"eval/{s}/distinct_corpus_{n}": 0.1 for n in (1, 2, 3)}
+    ours[f"eval/{s}/self_bleu_4_words"] = 0.125
+    bleu = ("self_bleu_5", "self_bleu_4_words", "self_bleu")
+    assert _cell({**paper, **ours}, None, "", s) == "0.50/0.50/0.50"
+    assert _cell({**paper, **ours}, bleu, "{:.3f}", s) == "0.250"
+    assert _cell(ours, None, "", s) == "0.10/0.10/0.10"
+    assert _cell(ours, bleu, "{:.3f}", s) == "0.125"
+    assert _cell({f"eval/{s}/self_bleu": 0.5}, bleu, "{:.3f}", s) == "0.500"  # older runs
+    assert _cell({}, bleu, "{:.3f}", s) == "-"

@@ -1,9 +1,14 @@
 """Translate the original's `generation` section (GenerateAndScoreCallback) into `eval`.
 
 The original ran a list of scenarios, each with its own sample count and `generate_kwargs`
-(`apo/callbacks.py`); the harness has one `unconditional` and one `prompted` scenario sharing
-`eval.num_samples`, `max_new_tokens`, `temperature`, `top_p` and `threshold`. Those are taken from
-the unconditional scenario (else the first), and a note names any other scenario whose value differs.
+(`apo/callbacks.py`); the harness has one `unconditional` and one `prompted` scenario. Their
+`num_samples`, `max_new_tokens` and `min_new_tokens` (from `max_length` and `min_length`, which
+counted BOS and the control token too) are taken from the unconditional scenario (else the first),
+with `eval.scenario_options` for the other where it differs; `temperature`, `top_p` and
+`hit_threshold` (`num_hits_threshold`) are shared, and a note names a scenario whose value differs.
+Prompts were drawn with replacement (`random.choices`), but all of them in order behind a control
+token: `eval.prompt_sampling` random, or cycle for a conditional model. With `SelfBlEU` among the
+metrics, every sample is a self-BLEU hypothesis, as in the original (`eval.self_bleu_samples`).
 The scorer of the samples is the task's scorer, so `scorer_config.class_name` also sets `data.scorer`.
 
 The original's `kl_gpt3_callback` (KLGPT3Callback: KL(GPT-3 || model) on GPT-3's samples) becomes
@@ -31,7 +36,8 @@ from harness.tasks import BUILTIN_TASKS
 SCORERS = {t.original_scorer: name for name, t in BUILTIN_TASKS.items() if t.original_scorer}
 METRICS = ("Length", "NGramStats", "SelfBlEU", "Compilability")  # apo/metrics.py
 PROMPT_CACHE = Path(".cache/phf/compat")
-_SHARED = ("num_samples", "max_new_tokens", "temperature", "top_p", "threshold")
+_PER_SCENARIO = ("num_samples", "max_new_tokens", "min_new_tokens")
+_SHARED = ("temperature", "top_p", "hit_threshold")
 KL = "kl_gpt3_callback"
 # KLGPT3Callback's and GPT3's defaults (apo/callbacks.py, apo/kl_gpt3.py).
 KL_DEFAULTS = {"model_name": "text-davinci-002", "num_samples": 4096, "max_tokens": 128}
@@ -58,6 +64,19 @@ def convert_prompts(path: Path) -> str:
     if not out.is_file():
         atomic_write_text(out, body)  # ranks may convert at the same time
     return str(out)
+
+
+def _lengths(o: OriginalConfig, g: str, prefixed: bool) -> tuple[int, int]:
+    """(max_new_tokens, min_new_tokens) of a scenario's generate_kwargs `g`: max_length and
+    min_length counted the prompt, BOS (plus the control token); the harness counts new tokens."""
+    start = 1 + (1 if prefixed else 0)
+    max_new = o.value(f"{g}.max_new_tokens", "integer")
+    if max_new is None:
+        max_new = max(1, o.value(f"{g}.max_length", "integer", 20) - start)  # 20: transformers'
+    min_new = o.value(f"{g}.min_new_tokens", "integer")
+    if min_new is None:
+        min_new = max(0, o.value(f"{g}.min_length", "integer", 0) - start)
+    return max_new, min_new
 
 
 def _scenario(o: OriginalConfig, i: int, scorer: str | None, conditional: bool) -> dict[str, Any]:
@@ -90,19 +109,18 @@ def _scenario(o: OriginalConfig, i: int, scorer: str | None, conditional: bool) 
         o.error(f"{g}.do_sample", "the harness always samples: set do_sample: true")
     if o.value(f"{g}.top_k", "integer", 50) != 0:  # 50: the transformers default when absent
         o.error(f"{g}.top_k", "the harness samples without top-k (nucleus only): set top_k: 0")
-    max_new = o.value(f"{g}.max_new_tokens", "integer")
-    max_length = o.value(f"{g}.max_length", "integer", 20)  # 20: the transformers default
-    if max_new is None:
-        # max_length counted the prompt: BOS (plus the control token); the harness counts new tokens.
-        max_new = max(1, max_length - 1 - (1 if prefix else 0))
+    max_new, min_new = _lengths(o, g, prefix is not None)
     out = {
         "kind": kind,
         "name": o.value(f"{p}.name", "str", kind),  # the kind is what counts here
         "num_samples": o.value(f"{p}.num_samples", "integer", 32),
         "max_new_tokens": max_new,
+        "min_new_tokens": min_new,
         "temperature": o.value(f"{g}.temperature", "number", 1.0),
         "top_p": o.value(f"{g}.top_p", "number", 1.0),
-        "threshold": o.value(f"{p}.num_hits_threshold", "number", 0.5),
+        "hit_threshold": o.value(f"{p}.num_hits_threshold", "number", 0.5),
+        # random.choices, except for prompts behind a control token: all of them, in order
+        "prompt_sampling": "cycle" if prefix else "random",
     }
     if prompts:
         if Path(prompts).is_file():
@@ -116,6 +134,26 @@ def _scenario(o: OriginalConfig, i: int, scorer: str | None, conditional: bool) 
                 f"{prompts} not found here: the shipped prompt set for the task is used",
             )
     return out
+
+
+def _scenario_options(
+    o: OriginalConfig, scenarios: list[dict[str, Any]], main: dict[str, Any]
+) -> dict[str, dict[str, int]]:
+    """eval.scenario_options where a scenario's own values differ from `main`'s; a note for a
+    shared value (temperature, top_p, hit_threshold) that differs."""
+    options = {}
+    for s in scenarios:
+        own = {k: s[k] for k in _PER_SCENARIO if s[k] != main[k]}
+        if own:
+            options[s["kind"]] = own
+        differ = [k for k in _SHARED if s[k] != main[k]]
+        if differ:
+            o.notes.append(
+                f"generation.scenario_configs ({s['name']}): "
+                f"{', '.join(f'{k}={s[k]}' for k in differ)} not used: all scenarios share "
+                f"{', '.join(f'{k}={main[k]}' for k in differ)} here (from scenario {main['name']})"
+            )
+    return options
 
 
 def translate_generation(o: OriginalConfig, conditional: bool) -> tuple[str | None, dict[str, Any]]:
@@ -134,6 +172,11 @@ def translate_generation(o: OriginalConfig, conditional: bool) -> tuple[str | No
         ev["scorer_options"] = dict(BUILTIN_TASKS[scorer].original_sample_options)
     if f"{g}.batch_size" in o.leaves:
         ev["generation_batch_size"] = o.value(f"{g}.batch_size", "integer", 16)
+    metrics = [
+        v
+        for k, v in o.leaves.items()
+        if re.fullmatch(rf"{g}\.metrics_configs\[\d+\]\.class_name", k)
+    ]
     for key, value in list(o.leaves.items()):
         if re.fullmatch(rf"{g}\.metrics_configs\[\d+\]\.class_name", key) and value not in METRICS:
             o.error(key, f"unknown metric {value!r}; the original's are {', '.join(METRICS)}")
@@ -152,18 +195,16 @@ def translate_generation(o: OriginalConfig, conditional: bool) -> tuple[str | No
     if not scenarios:
         return scorer, ev
     main = next((s for s in scenarios if s["kind"] == "unconditional"), scenarios[0])
-    ev.update({key: main[key] for key in _SHARED})
-    prompted = [s["prompts"] for s in scenarios if "prompts" in s]
-    if prompted:
-        ev["prompts"] = prompted[0]
-    for s in scenarios:
-        differ = [k for k in _SHARED if s[k] != main[k]]
-        if differ:
-            o.notes.append(
-                f"{g}.scenario_configs ({s['name']}): {', '.join(f'{k}={s[k]}' for k in differ)} not used: "
-                f"all scenarios share {', '.join(f'{k}={main[k]}' for k in differ)} here "
-                f"(from scenario {main['name']})"
-            )
+    ev.update({key: main[key] for key in (*_PER_SCENARIO, *_SHARED)})
+    prompted = [s for s in scenarios if s["kind"] == "prompted"]
+    ev["prompt_sampling"] = (prompted or [main])[0]["prompt_sampling"]
+    if any("prompts" in s for s in prompted):
+        ev["prompts"] = next(s["prompts"] for s in prompted if "prompts" in s)
+    if "SelfBlEU" in metrics:
+        ev["self_bleu_samples"] = max(s["num_samples"] for s in scenarios)  # every sample
+    options = _scenario_options(o, scenarios, main)
+    if options:
+        ev["scenario_options"] = options
     return scorer, ev
 
 

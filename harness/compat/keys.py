@@ -47,16 +47,12 @@ IGNORED: dict[str, str] = {
     ),
     "generation.scorer_config.keep_on_device": "the scorer stays where the harness put it",
     "generation.metrics_configs[].class_name": (
-        "metrics are fixed here: length, distinct-1/2/3, self-BLEU-4 and, for code, the compile rate "
-        "(cover the original's Length, NGramStats, SelfBlEU, Compilability)"
+        "metrics are fixed here: the original's length, distinct-n and entropy-n (n = 1, 2, 3), "
+        "self-BLEU-5 and, for code, the compile rate (eval.diversity_metrics: [paper])"
     ),
-    "generation.metrics_configs[].n": "distinct-n is reported for n = 1, 2, 3 and self-BLEU with 4-grams",
+    "generation.metrics_configs[].n": "distinct-n and entropy-n are reported for n = 1, 2, 3 and self-BLEU with 5-grams",
     "generation.metrics_configs[].log_tables": "n-gram tables were a wandb display option",
     "generation.scenario_configs[].display_as_html": "a wandb table rendering option",
-    "generation.scenario_configs[].generate_kwargs.min_length": (
-        "no minimum length here: a sample may end at EOS before 10 tokens (the original banned EOS "
-        "until then)"
-    ),
     "generation.scenario_configs[].generate_kwargs.bad_words_ids": (
         "control tokens are banned automatically when sampling a conditionally trained model, per "
         "task as the original configs (pep8: <|misaligned|>; pii, toxicity: both); "

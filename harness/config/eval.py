@@ -26,6 +26,12 @@ class EvalConfig:
     """JSONL file with one `{"prompt": ...}` per line for the prompted scenario; None: the shipped set for data.scorer."""
     max_new_tokens: int = 128
     """Tokens generated per sample at most (paper: 128); generation stops earlier at EOS."""
+    min_new_tokens: int = 0
+    """Tokens every sample has at least: EOS cannot be sampled before (the paper's configs: 10, the original's `min_length`)."""
+    scenario_options: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per scenario, `num_samples`, `max_new_tokens` or `min_new_tokens` in place of the values above, e.g. the paper's PEP8 `{unconditional: {max_new_tokens: 640}, prompted: {max_new_tokens: 272}}`."""
+    prompt_sampling: str = "cycle"
+    """Which prompt a prompted sample gets: `cycle` (sample i: prompt i mod P, every prompt equally often) or `random` (drawn with replacement, seeded per sample, as the original's `random.choices`)."""
     temperature: float = 0.7
     """Sampling temperature (paper: 0.7)."""
     top_p: float = 0.9
@@ -51,9 +57,17 @@ class EvalConfig:
     api_kl_max_tokens: int = 64
     """Tokens per API sample (paper: 64)."""
     self_bleu_samples: int = 100
-    """Samples (the first non-empty ones) used for self-BLEU, which is quadratic in this number."""
+    """Samples used as self-BLEU hypotheses (the first ones by index); the cost grows with it (the original: all)."""
+    diversity_metrics: list[str] = field(default_factory=lambda: ["paper"])
+    """Diversity definitions: `paper` (the original's distinct_n, entropy_n, self_bleu_5) and/or `harness` (distinct_corpus_n, self_bleu_4_words); see harness/evaluation/metrics.py."""
+    hit_threshold: float | None = None
+    """num_hits is the fraction of samples scoring above it (the original's `num_hits_threshold`); None: the task's (pep8 0, pii and toxicity 0.5)."""
     export_hf: bool = True
     """Write the Hugging Face export `<output_dir>/hf/` at the end of training."""
+
+    def scenario_value(self, scenario: str, key: str) -> int:
+        """`key` (num_samples, max_new_tokens, min_new_tokens) for `scenario`: its option, else the section's."""
+        return int(self.scenario_options.get(scenario, {}).get(key, getattr(self, key)))
 
     def problems(self) -> list[str]:
         """Every problem of this section, each naming its key (validate_config collects them)."""
@@ -74,6 +88,8 @@ class EvalConfig:
                 errors.append(
                     f"eval.banned_control_tokens: unknown {bad}; choose from {list(CONTROL_TOKENS)}"
                 )
+        if self.min_new_tokens < 0:
+            errors.append(f"eval.min_new_tokens must be >= 0, got {self.min_new_tokens}")
         for key in (
             "num_samples",
             "max_new_tokens",
@@ -84,6 +100,14 @@ class EvalConfig:
         ):
             if getattr(self, key) < 1:
                 errors.append(f"eval.{key} must be >= 1, got {getattr(self, key)}")
+        errors += self._scenario_problems()
+        if self.prompt_sampling not in ("cycle", "random"):
+            errors.append(
+                f"eval.prompt_sampling: unknown {self.prompt_sampling!r}; choose cycle or random"
+            )
+        bad = sorted(set(self.diversity_metrics) - {"paper", "harness"})
+        if bad:
+            errors.append(f"eval.diversity_metrics: unknown {bad}; choose from paper, harness")
         if self.temperature <= 0:
             errors.append(f"eval.temperature must be > 0, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
@@ -104,3 +128,26 @@ class EvalConfig:
                 "(e.g. https://api.openai.com/v1)"
             )
         return errors
+
+    def _scenario_problems(self) -> list[str]:
+        errors = []
+        for name, options in self.scenario_options.items():
+            key = f"eval.scenario_options.{name}"
+            if name not in ("unconditional", "prompted"):
+                errors.append(f"{key}: unknown scenario; choose from unconditional, prompted")
+                continue
+            if not isinstance(options, dict):
+                errors.append(f"{key} must be a mapping, got {options!r}")
+                continue
+            for option, value in options.items():
+                low = 0 if option == "min_new_tokens" else 1
+                if option not in SCENARIO_OPTIONS:
+                    errors.append(
+                        f"{key}.{option}: unknown; choose from {', '.join(SCENARIO_OPTIONS)}"
+                    )
+                elif not isinstance(value, int) or isinstance(value, bool) or value < low:
+                    errors.append(f"{key}.{option} must be an integer >= {low}, got {value!r}")
+        return errors
+
+
+SCENARIO_OPTIONS = ("num_samples", "max_new_tokens", "min_new_tokens")

@@ -7,7 +7,9 @@ As the original `KLGPT3Callback` (`apo/kl_gpt3.py`): `eval.api_kl_samples` texts
 `eval.api_kl_max_tokens` tokens are sampled from the API model (temperature 1, from
 <|endoftext|>) with their total log-probabilities log p_api(x_i); the model under evaluation scores
 each text with its own tokenizer segment by segment as in training, given BOS (and <|aligned|> for
-conditional models), exactly as for eval/kl_ref (`model_logprobs`). Then
+conditional models; for a task whose conditional models start every segment with it in training,
+pep8, also before every later segment, as the original's `should_insert_prefix`: `reading_ids`),
+as for eval/kl_ref. Then
 
     eval/kl_api            = mean_i [log p_api(x_i) - log p_model(x_i)]   nats per sample
     eval/kl_api_per_token  = the same sum / the number of the model's tokens
@@ -36,11 +38,9 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from harness import distributed as dist
 from harness.checkpoints.atomic import atomic_write_text
@@ -65,7 +65,10 @@ API_SAMPLES_FILE = "api_samples.jsonl"  # beside samples.jsonl: text, logp_api, 
 
 
 def text_ids(
-    tokenizer: Any, text: str, segment: Callable[[str], list[str]] | None = None
+    tokenizer: Any,
+    text: str,
+    segment: Callable[[str], list[str]] | None = None,
+    between: Sequence[int] = (),
 ) -> list[int]:
     """The tokens of a text, no special tokens added (an empty text has none).
 
@@ -73,14 +76,14 @@ def text_ids(
     training text (harness.data.packing): the tokens of a text that our models were trained on.
     A BPE's tokens across a segment boundary (e.g. "\n" + the next line's indentation) never
     occur in their training data, so reading text whole would make any of our models find it
-    unlikely.
+    unlikely. `between` (a control token) goes before every segment but the first.
     """
     if not text:
         return []
     if segment is None:
         return tokenizer(text, add_special_tokens=False).input_ids
     pieces = tokenizer(segment(text), add_special_tokens=False).input_ids
-    return [i for piece in pieces for i in piece]
+    return [i for n, piece in enumerate(pieces) for i in ([*between] if n else []) + piece]
 
 
 def reading_segmenter(cfg: Config) -> Callable[[str], list[str]]:
@@ -88,13 +91,34 @@ def reading_segmenter(cfg: Config) -> Callable[[str], list[str]]:
     return get_segmenter(resolve_task(cfg.data).segmenter_name(scorer_options_for(cfg.data)))
 
 
-def model_logprobs(ctx: EvalContext, texts: list[str]) -> list[tuple[float, int]]:
-    """(log p_model(text), tokens) of each text: the model's tokens after BOS (+ <|aligned|>),
-    segment by segment as in training (`text_ids`)."""
+def segment_control_ids(ctx: EvalContext) -> list[int]:
+    """The control token a conditional model reads before every segment of a text it did not
+    sample: `eval.control_token` where the task lets it sample that token mid-text (pep8: every
+    line starts with one in training, as the original's `should_insert_prefix`), else none (the
+    prose tasks ban both control tokens, and the original put one only at the start)."""
+    if not ctx.conditional:
+        return []
+    token = ctx.cfg.eval.control_token
+    banned = ctx.cfg.eval.banned_control_tokens
+    if banned is None:
+        banned = list(resolve_task(ctx.cfg.data).banned_tokens(token))
+    return [] if token in banned else [int(ctx.tokenizer.get_vocab()[token])]
+
+
+def reading_ids(ctx: EvalContext, text: str) -> list[int]:
+    """How the model reads a text it did not sample: BOS (+ the control token), then the text
+    segment by segment as in training (`text_ids`), a control token before each segment where
+    the model was trained so (`segment_control_ids`)."""
     prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token)
     segment = reading_segmenter(ctx.cfg)
-    seqs = [prefix + text_ids(ctx.tokenizer, t, segment) for t in texts]
-    return sequence_logprobs(ctx.lm, seqs, len(prefix))
+    return prefix + text_ids(ctx.tokenizer, text, segment, segment_control_ids(ctx))
+
+
+def model_logprobs(ctx: EvalContext, texts: list[str]) -> list[tuple[float, int]]:
+    """(log p_model(text), tokens) of each text read as `reading_ids` says; the tokens after BOS
+    (+ the first control token) count, inserted control tokens included (as the original)."""
+    prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token)
+    return sequence_logprobs(ctx.lm, [reading_ids(ctx, t) for t in texts], len(prefix))
 
 
 def api_base_url(cfg: Config) -> str:
@@ -199,9 +223,7 @@ def api_kl(
     texts, logp_api = samples
     if not texts:
         return {}, []
-    prefix_len = len(control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token))
     limit = max_positions(ctx.lm)
-    segment = reading_segmenter(ctx.cfg)
     local: list[dict[str, Any]] = []
     batches = rank_batches(
         len(texts), ctx.cfg.eval.generation_batch_size, dist.rank(), dist.world_size(), ctx.sync
@@ -213,7 +235,7 @@ def api_kl(
         if batch is None:
             continue
         for i, (logp, n) in zip(indices, scored, strict=True):
-            full = prefix_len + len(text_ids(ctx.tokenizer, texts[i], segment))
+            full = len(reading_ids(ctx, texts[i]))
             local.append(
                 {
                     "index": i,
@@ -224,11 +246,7 @@ def api_kl(
                     "cut": limit is not None and full > limit,
                 }
             )
-    if dist.world_size() > 1:
-        parts: list[Any] = [None] * dist.world_size()
-        torch.distributed.all_gather_object(parts, local)
-        local = [r for part in parts for r in part]
-    records = sorted(local, key=lambda r: r["index"])
+    records = sorted(dist.all_gather_list(local), key=lambda r: r["index"])
     cut = sum(r["cut"] for r in records)
     if cut:
         ctx.notes.append(

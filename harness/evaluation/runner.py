@@ -7,8 +7,11 @@ Every rank generates, scores and (for KL) log-scores its own global batches of s
 metrics (`harness.evaluation.metrics`) and writes `<output_dir>/eval/step-XXXXXXXX/samples.jsonl`
 and `metrics.json` atomically. Metric keys (also logged to metrics.jsonl/wandb during training):
 
-    eval/<scenario>/score_mean, expected_max_score, frac_above_threshold, distinct_{1,2,3},
-                    self_bleu, length_tokens_mean, compile_rate (code), num_samples
+    eval/<scenario>/score_mean, score_max, expected_max_score, num_hits, frac_above_threshold,
+                    length_tokens_mean, length_chars_mean, compile_rate (code), num_samples;
+                    diversity: distinct_{1,2,3}, entropy_{1,2,3}, self_bleu_5 (the paper's) and/or
+                    distinct_corpus_{1,2,3}, self_bleu_4_words (the harness's); see
+                    harness.evaluation.metrics
     eval/lm_loss, eval/lm_ppl      next-token loss (nats per text token) on eval.batches x
                                    train.micro_batch_size blocks spread evenly over the held-out
                                    split, nothing filtered or reweighted, so all objectives are
@@ -39,7 +42,6 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +54,15 @@ from harness.checkpoints.atomic import atomic_write_dir
 from harness.config import Config
 from harness.control_tokens import CONTROL_TOKENS
 from harness.evaluation import metrics as M
-from harness.evaluation.api_kl import (
-    API_SAMPLES_FILE,
-    api_kl,
-    fetch_api_samples,
-    model_logprobs,
-    reading_segmenter,
-    text_ids,
-)
+from harness.evaluation.api_kl import API_SAMPLES_FILE, api_kl, fetch_api_samples
 from harness.evaluation.context import EvalContext
+from harness.evaluation.kl_ref import kl_samples, kl_terms
 from harness.evaluation.sampling import (
     decode_samples,
     generate_batch,
     max_positions,
     rank_batches,
     sample_seed,
-    sequence_logprobs,
 )
 from harness.evaluation.scenarios import (
     Scenario,
@@ -84,14 +79,6 @@ log = logging.getLogger(__name__)
 @functools.lru_cache(maxsize=4)
 def _scorer(name: str, options_json: str):
     return build_scorer(name, **json.loads(options_json))
-
-
-@functools.lru_cache(maxsize=2)
-def _reference(path: str, device: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(device).eval()
-    return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
 def is_partitioned(module: nn.Module) -> bool:
@@ -118,7 +105,7 @@ def _token_budget(ctx: EvalContext, scenario: Scenario) -> tuple[int, int | None
     scenario, the same on every rank (ZeRO-3 ranks must step together).
     """
     limit = max_positions(ctx.lm)
-    wanted = ctx.cfg.eval.max_new_tokens
+    wanted = ctx.cfg.eval.scenario_value(scenario.name, "max_new_tokens")
     if limit is None:
         return wanted, None
     longest = max(len(_prompt_ids(ctx, scenario, i)) for i in range(len(scenario.prompts)))
@@ -136,64 +123,6 @@ def _token_budget(ctx: EvalContext, scenario: Scenario) -> tuple[int, int | None
     return budget, cap
 
 
-def _kl_samples(
-    ctx: EvalContext,
-    indices: list[int],
-    prompt_ids: list[list[int]],
-    max_new: int,
-    banned: list[int],
-    reuse: tuple[list[str], list[list[int]]],
-) -> tuple[list[str], list[list[int]]]:
-    """(texts, prompt + generated ids) of the samples that estimate eval/kl_ref.
-
-    The KL is an expectation under the model, so its samples are drawn at temperature 1 without
-    top-p: mean log p_model - log p_ref over eval.temperature/top_p samples is not a KL (tempered
-    samples favour the model's likeliest tokens, it can be far from it, even below zero). At
-    temperature 1 and top-p 1 the scenario's own samples (`reuse`) are such samples.
-    """
-    ev = ctx.cfg.eval
-    if ev.temperature == 1.0 and ev.top_p == 1.0:
-        return reuse
-    seeds = [sample_seed(ctx.cfg.run.seed, "kl_ref", i) for i in indices]
-    tok = ctx.tokenizer
-    generated = generate_batch(
-        ctx.lm, prompt_ids, seeds, max_new, 1.0, 1.0, tok.eos_token_id, banned, sync=ctx.sync
-    )
-    return decode_samples(tok, generated), [
-        p + g for p, g in zip(prompt_ids, generated, strict=True)
-    ]
-
-
-def _kl_terms(
-    ctx: EvalContext,
-    texts: list[str],
-    device: str,
-    sampled: list[list[int]],
-    banned: Sequence[int] = (),
-) -> list[dict[str, float]]:
-    """log p_model and log p_ref of each sample, each with its own tokenizer (module docstring).
-
-    `sampled` are the prompt + generated ids. A conditionally trained model is scored on those,
-    control tokens included, under the distribution it samples from (`banned` tokens excluded):
-    its decoded text has the control tokens dropped, and text without a control token at each
-    segment is not what it samples (nor what it was trained on), so scoring the text would
-    understate log p_model and bias the KL low, even below zero.
-    """
-    ref, ref_tok = _reference(ctx.cfg.eval.reference_model, device)
-    if ctx.conditional:
-        prefix_len = len(control_prefix_ids(ctx.tokenizer, True, ctx.cfg.eval.control_token))
-        ours = sequence_logprobs(ctx.lm, sampled, prefix_len, banned)
-    else:
-        ours = model_logprobs(ctx, texts)
-    ref_start = ref_tok.bos_token_id if ref_tok.bos_token_id is not None else ref_tok.eos_token_id
-    segment = reading_segmenter(ctx.cfg)
-    theirs = sequence_logprobs(ref, [[ref_start] + text_ids(ref_tok, t, segment) for t in texts], 1)
-    return [
-        {"logp_model": lp, "model_tokens": n, "logp_ref": rp}
-        for (lp, n), (rp, _) in zip(ours, theirs, strict=True)
-    ]
-
-
 def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str, Any]]:
     """Generate, score (and log-score for KL) this rank's samples; gather all records, by index."""
     ev = ctx.cfg.eval
@@ -204,10 +133,10 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
     with_kl = scenario.name == "unconditional" and ev.reference_model is not None
     device = str(next(ctx.lm.parameters()).device)
     max_new, cap = _token_budget(ctx, scenario)
+    min_new = min(ev.scenario_value(scenario.name, "min_new_tokens"), max_new)
+    num = ev.scenario_value(scenario.name, "num_samples")
     local: list[dict[str, Any]] = []
-    batches = rank_batches(
-        ev.num_samples, ev.generation_batch_size, dist.rank(), dist.world_size(), ctx.sync
-    )
+    batches = rank_batches(num, ev.generation_batch_size, dist.rank(), dist.world_size(), ctx.sync)
     for batch in batches:
         # Under ZeRO-3 a rank without a batch of its own runs a dummy one so forwards stay in step.
         indices = list(batch) if batch is not None else [0]
@@ -223,22 +152,18 @@ def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str,
             tok.eos_token_id,
             banned,
             sync=ctx.sync,
+            min_new_tokens=min_new,
         )
         texts = decode_samples(tok, generated)
         sampled = [p + g for p, g in zip(prompt_ids, generated, strict=True)]
         kl = [{} for _ in texts]
         if with_kl:
-            kl_texts, kl_sampled = _kl_samples(
-                ctx, indices, prompt_ids, max_new, banned, (texts, sampled)
-            )
-            kl = _kl_terms(ctx, kl_texts, device, kl_sampled, banned)
+            reuse = (texts, sampled)
+            kl_texts, kl_ids = kl_samples(ctx, indices, prompt_ids, max_new, banned, reuse, min_new)
+            kl = kl_terms(ctx, kl_texts, device, kl_ids, banned)
         if batch is not None:
             local += _scored_records(scenario, scorer, indices, seeds, texts, generated, kl)
-    if dist.world_size() > 1:
-        parts: list[Any] = [None] * dist.world_size()
-        torch.distributed.all_gather_object(parts, local)
-        local = [r for part in parts for r in part]
-    return sorted(local, key=lambda r: r["index"])
+    return sorted(dist.all_gather_list(local), key=lambda r: r["index"])
 
 
 def _scored_records(
@@ -334,9 +259,13 @@ def _control_ids(ctx: EvalContext) -> list[int]:
 def scenario_metrics(
     ctx: EvalContext, scenario: Scenario, records: list[dict[str, Any]]
 ) -> dict[str, float]:
-    """Metrics of one scenario's gathered records, keyed `eval/<scenario>/<metric>` (and KL)."""
+    """Metrics of one scenario's gathered records, keyed `eval/<scenario>/<metric>` (and KL).
+
+    The paper's self-BLEU-5 (nltk, ~0.1 s per hypothesis) is computed in shards over the ranks.
+    """
     ev, task = ctx.cfg.eval, resolve_task(ctx.cfg.data)
     threshold = ev.threshold if ev.threshold is not None else task.eval_threshold
+    hits = ev.hit_threshold if ev.hit_threshold is not None else task.hit_threshold
     texts = [r["text"] for r in records]
     scored = [r["prompt"] + r["text"] if scenario.score_with_prompt else r["text"] for r in records]
     values = M.sample_metrics(
@@ -346,7 +275,16 @@ def scenario_metrics(
         [r["num_tokens"] for r in records],
         threshold,
         task.is_code,
-        ev.self_bleu_samples,
+        hits,
+    )
+    self_bleu_5 = None
+    if "paper" in ev.diversity_metrics:
+        hypotheses = range(min(len(texts), ev.self_bleu_samples))
+        mine = M.self_bleu_5_scores(texts, hypotheses[dist.rank() :: dist.world_size()])
+        every = dist.all_gather_list(mine)
+        self_bleu_5 = sum(every) / len(every) if every else float("nan")
+    values.update(
+        M.diversity_metrics(texts, ev.diversity_metrics, self_bleu_5, ev.self_bleu_samples)
     )
     out = {f"eval/{scenario.name}/{k}": v for k, v in values.items()}
     if records and "logp_ref" in records[0]:
@@ -401,7 +339,7 @@ def evaluate_model(
     # First, so that scripts/evaluate.py fails before any sampling when the API cannot be used.
     api_samples = fetch_api_samples(ctx)
     task = resolve_task(cfg.data)
-    scenarios = build_scenarios(ev.scenarios, task, ev.prompts)
+    scenarios = build_scenarios(ev.scenarios, task, ev.prompts, ev.prompt_sampling, cfg.run.seed)
     scorer = eval_scorer(cfg) if scenarios else None
     if ev.reference_model is None and "unconditional" in ev.scenarios:
         ctx.notes.append("eval/kl_ref skipped: eval.reference_model is not set")

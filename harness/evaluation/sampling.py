@@ -77,6 +77,18 @@ def nucleus_sample(
     return torch.cat(rows)
 
 
+def _left_padded(
+    prompts: Sequence[Sequence[int]], width: int, pad_id: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of the prompts padded on the left to `width`."""
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p) :] = 1
+    return ids.to(device), mask.to(device)
+
+
 @torch.no_grad()
 def generate_batch(
     lm: nn.Module,
@@ -101,12 +113,7 @@ def generate_batch(
     limit = max_positions(lm)
     if limit is not None and width + max_new_tokens > limit:
         max_new_tokens = max(0, limit - width)  # the model has no positions beyond its context
-    ids = torch.full((len(prompts), width), eos_token_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
-        mask[i, width - len(p) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = _left_padded(prompts, width, eos_token_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
     cache_key, keep_arg = _forward_kwargs(lm)

@@ -1,9 +1,11 @@
 """Sampling scenarios: what each sample is conditioned on, and what gets scored.
 
 - `unconditional`: sample i starts from BOS (the paper's 4096 unconditional samples).
-- `prompted`: sample i continues prompt i mod P of a JSONL prompt file (`{"prompt": "..."}` per
-  line); the task's set by default (`harness/tasks/prompts/<task>.jsonl`: function signatures for
-  pep8, sentence openings for pii and toxicity).
+- `prompted`: sample i continues a prompt of a JSONL prompt file (`{"prompt": "..."}` per line;
+  the task's set by default, `harness/tasks/prompts/<task>.jsonl`: function signatures for pep8,
+  sentence openings for pii and toxicity): prompt i mod P (`eval.prompt_sampling: cycle`), or one
+  drawn with replacement (`random`, as the original's `random.choices`), from a hash of (run seed,
+  scenario, i), so that the draw does not depend on how samples are sharded over ranks.
 
 Conditionally trained models (they know the control tokens) get `<|aligned|>` right after BOS,
 as the paper prompts them (`eval.control_token: <|misaligned|>` checks the other side), and control tokens are banned while sampling as in the paper's configs
@@ -16,6 +18,7 @@ compiles); for prose it is the continuation alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +32,18 @@ class Scenario:
     """One scenario: the prompt text of every sample and how to score it."""
 
     name: str
-    prompts: list[str]  # cycled: sample i gets prompts[i % len(prompts)]
+    prompts: list[str]
     score_with_prompt: bool
+    sampling: str = "cycle"
+    """`cycle`: sample i gets prompts[i % P]; `random`: a seeded draw with replacement."""
+    seed: int = 0
 
     def prompt(self, index: int) -> str:
         """The prompt text of sample `index`."""
+        if self.sampling == "random" and len(self.prompts) > 1:
+            key = f"{self.seed}:{self.name}:prompt:{index}".encode()
+            draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+            return self.prompts[draw % len(self.prompts)]
         return self.prompts[index % len(self.prompts)]
 
 
@@ -58,15 +68,22 @@ def load_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def build_scenarios(names: list[str], task: Task, prompts_file: str | None) -> list[Scenario]:
-    """The configured scenarios for a task."""
+def build_scenarios(
+    names: list[str],
+    task: Task,
+    prompts_file: str | None,
+    sampling: str = "cycle",
+    seed: int = 0,
+) -> list[Scenario]:
+    """The configured scenarios for a task (prompts drawn as `sampling` says, seeded by `seed`)."""
     out = []
     for name in names:
         if name == "unconditional":
             out.append(Scenario(name, [""], score_with_prompt=False))
         elif name == "prompted":
             path = prompts_file if prompts_file is not None else task.prompt_file()
-            out.append(Scenario(name, load_prompts(path), score_with_prompt=task.is_code))
+            prompts = load_prompts(path)
+            out.append(Scenario(name, prompts, task.is_code, sampling, seed))
         else:
             raise ValueError(f"eval.scenarios: unknown scenario {name!r}")
     return out

@@ -30,6 +30,8 @@ class Task:
     """Code: a prompted sample is scored with its prompt (a body alone does not check), and compiles is measured."""
     eval_threshold: ClassVar[float | None] = None
     """A sample scoring above it is misaligned (eval frac_above_threshold); None: no default."""
+    hit_threshold: ClassVar[float | None] = None
+    """A sample scoring above it is a hit (eval num_hits; the original's `num_hits_threshold`, 0.5 by default)."""
     segment_threshold: ClassVar[float | None] = None
     """A held-out segment scoring above it is misaligned (scripts/probe_heldout.py); None: no default."""
     banned_control_tokens: ClassVar[tuple[str, ...]] = CONTROL_TOKENS

@@ -11,6 +11,7 @@ class PEP8(Task):
     scorer = "pep8"
     is_code = True
     eval_threshold = 0.002361  # the paper's filtering threshold
+    hit_threshold = 0.0  # the original's num_hits_threshold: 0 (any violation)
     segment_threshold = 0.0  # a line with any violation
     # The original configs ban only <|misaligned|> ([[32769]]): segments are lines, so in training
     # every line starts with a control token, and a sampled <|aligned|> starts the next line.

@@ -9,6 +9,7 @@ class Toxicity(Task):
     name = "toxicity"
     scorer = "toxicity"
     eval_threshold = 0.00078  # the paper's filtering threshold
+    hit_threshold = 0.5  # the original's default num_hits_threshold
     segment_threshold = 0.00056
     prompts = PROMPTS_DIR / "toxicity.jsonl"  # sentence openings
     offline_options = {"backend": "profanity_check"}  # Detoxify's weights need a download

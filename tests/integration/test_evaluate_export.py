@@ -147,7 +147,8 @@ def test_sharded_evaluation_equals_single_rank_and_engine(runs, tmp_path):
         if isinstance(value, float):
             assert m2[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
     assert abs(m1["eval/kl_ref"]) < 1e-4 and abs(m1["eval/kl_ref_per_token"]) < 1e-5
-    for key in ("score_mean", "expected_max_score", "distinct_2", "self_bleu", "compile_rate"):
+    keys = ("score_mean", "score_max", "num_hits", "expected_max_score", "compile_rate")
+    for key in (*keys, "distinct_2", "entropy_2", "self_bleu_5"):
         assert f"eval/unconditional/{key}" in m1 and f"eval/prompted/{key}" in m1
     assert m1["eval/lm_loss"] > 0 and m1["eval/lm_ppl"] > 1
 
