@@ -240,6 +240,13 @@ def test_eos_is_banned_until_min_new_tokens():
     assert out == [[7] * 10, [7] * 10]  # EOS the moment it is allowed
 
 
+def test_a_row_ends_when_its_stop_test_says_so():
+    greedy = {"temperature": 1.0, "top_p": 1e-9, "eos_token_id": 49, "min_new_tokens": 20}
+    lm = _EosFirstLM()
+    out = generate_batch(lm, [[1], [2]], [0, 1], 20, **greedy, stop=lambda ids: len(ids) >= 3)
+    assert out == [[7] * 3, [7] * 3]
+
+
 def test_generation_respects_the_context_length():
     lm = _tiny_lm(50, seq_len=8)
     out = generate_batch(lm, [[1, 2, 3]], [0], 100, 1.0, 1.0, eos_token_id=49)

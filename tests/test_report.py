@@ -129,3 +129,25 @@ def test_table_cells_prefer_the_papers_diversity_metrics():
     assert _cell(ours, bleu, "{:.3f}", s) == "0.125"
     assert _cell({f"eval/{s}/self_bleu": 0.5}, bleu, "{:.3f}", s) == "0.500"  # older runs
     assert _cell({}, bleu, "{:.3f}", s) == "-"
+
+
+def test_report_adds_red_teaming_and_downstream_panels_of_runs_that_have_them(tmp_path):
+    a = make_run(tmp_path, "toxicity_mle", "mle", task="toxicity")
+    b = make_run(tmp_path, "toxicity_conditional", "conditional", task="toxicity")
+    for run, scores in ((a, [0.5, 0.6]), (b, [0.1, 0.1])):  # scripts/red_team.py's files
+        (run / "red_team").mkdir()
+        rows = [{"trial": 1, "round": r, "average_score": s} for r, s in enumerate(scores, 1)]
+        (run / "red_team" / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        settings = {"run_name": run.name, "objective": "mle", "task": "toxicity"}
+        (run / "red_team" / "settings.json").write_text(json.dumps(settings))
+    (a / "downstream").mkdir()  # scripts/glue.py's file; b has none
+    glue = {"tasks": {"cola": {"score": 12.0}}, "average": 12.0, "complete": True}
+    (a / "downstream" / "glue.json").write_text(json.dumps(glue))
+    paths = write_report([a, b], tmp_path / "out")
+    assert paths["red_team"].read_bytes()[:4] == b"\x89PNG"
+    assert paths["downstream"].read_bytes()[:4] == b"\x89PNG"
+    text = paths["report"].read_text()
+    assert "![red teaming](red_team.png)" in text and "| toxicity_mle |" in text
+    assert "12.0" in text.split("Downstream")[1]
+    plain = write_report([make_run(tmp_path, "pep8_mle", "mle")], tmp_path / "plain")
+    assert "red_team" not in plain and "downstream" not in plain

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from harness.objectives import REGISTRY
-from harness.tasks import task_class
+from harness.tasks import task_label
 
 TABLE_COLUMNS = [
     ("step", "step", "{:.0f}"),
@@ -166,14 +166,6 @@ def _by_task(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
     for run in sorted(runs, key=rank):
         out.setdefault(run.task, []).append(run)
     return out
-
-
-def task_label(task: str) -> str:
-    """The score axis label of a task (its name for a bare scorer class path)."""
-    try:
-        return task_class(task)().plot_label()
-    except ValueError:
-        return task
 
 
 def _format_tokens(value: float, _pos: int = 0) -> str:
@@ -368,6 +360,32 @@ def throughput_table(runs: list[RunRecord]) -> str:
     return "\n".join(lines)
 
 
+def _extra_panels(runs: list[RunRecord], out: Path, paths: dict[str, Path]) -> list[str]:
+    """The red-teaming figure and the downstream panel, for the runs that have their results
+    (`<run>/red_team/` of scripts/red_team.py, `<run>/downstream/` of scripts/humaneval.py and
+    scripts/glue.py); report.md lines."""
+    from harness.analysis.downstream_report import FILES, downstream_table, plot_downstream
+    from harness.analysis.red_team_report import plot_red_team
+
+    text: list[str] = []
+    red = [
+        r.folder / "red_team" for r in runs if (r.folder / "red_team" / "rounds.jsonl").is_file()
+    ]
+    if red:
+        paths["red_team"] = plot_red_team(red, out)
+        text += ["Red teaming (section 4.2 of the paper):", "", "![red teaming](red_team.png)", ""]
+    down = [
+        (r.display_name, r.folder / "downstream")
+        for r in runs
+        if any((r.folder / "downstream" / name).is_file() for name in FILES.values())
+    ]
+    if down:
+        paths["downstream"] = plot_downstream(down, out)
+        text += ["Downstream (section 4.3):", "", downstream_table(down), ""]
+        text += ["![downstream](downstream.png)", ""]
+    return text
+
+
 def write_report(
     folders: list[str | Path], out: str | Path, scenario: str = "unconditional"
 ) -> dict[str, Path]:
@@ -403,6 +421,7 @@ def write_report(
             f"No evaluations found for: {', '.join(missing)} (run scripts/evaluate.py on them).",
             "",
         ]
+    text += _extra_panels(runs, out, paths)
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(text))
     return paths

@@ -9,7 +9,9 @@ re-raises it with its traceback). A main imports the library it drives after par
 from harness.cli.analysis import probe_main, report_main, violations_main
 from harness.cli.chaos import chaos_main
 from harness.cli.convert import convert_main
+from harness.cli.downstream import glue_main, humaneval_main
 from harness.cli.evaluate import evaluate_main, export_main
+from harness.cli.red_team import red_team_main
 from harness.cli.train import prepare_main, score_main, train_main
 
 __all__ = [
@@ -17,8 +19,11 @@ __all__ = [
     "convert_main",
     "evaluate_main",
     "export_main",
+    "glue_main",
+    "humaneval_main",
     "prepare_main",
     "probe_main",
+    "red_team_main",
     "report_main",
     "score_main",
     "train_main",

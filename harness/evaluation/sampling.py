@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -101,12 +101,15 @@ def generate_batch(
     banned_ids: Sequence[int] = (),
     sync: bool = False,
     min_new_tokens: int = 0,
+    stop: Callable[[list[int]], bool] | None = None,
 ) -> list[list[int]]:
     """Sample a continuation of each prompt (left-padded together) until EOS or `max_new_tokens`.
 
     EOS cannot be sampled before `min_new_tokens` tokens (the original's `min_length`, which
-    transformers' MinLengthLogitsProcessor enforces the same way). Returns the generated token ids
-    of each row, EOS excluded.
+    transformers' MinLengthLogitsProcessor enforces the same way). A row also ends when `stop` of
+    its tokens so far is true (e.g. a stop sequence in its text): each row draws from its own
+    generator, so ending one early changes no other. Returns the generated token ids of each row,
+    EOS excluded.
     """
     device = next(lm.parameters()).device
     width = max(len(p) for p in prompts)
@@ -140,6 +143,7 @@ def generate_batch(
                     done[i] = True
                 else:
                     out[i].append(tok)
+                    done[i] = stop is not None and stop(out[i])
         finished = all(done)
         if dist.all_true(finished, device) if sync else finished:
             break

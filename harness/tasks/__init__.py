@@ -29,6 +29,7 @@ __all__ = [
     "resolve_task",
     "scorer_options_for",
     "task_class",
+    "task_label",
 ]
 
 
@@ -38,6 +39,14 @@ def task_class(name: str) -> type[Task]:
     if not cls.scorer:
         raise ValueError(f"data.task: {name!r} names no scorer (set its `scorer` attribute)")
     return cls
+
+
+def task_label(task: str) -> str:
+    """The score axis label of a task (its name for a bare scorer class path)."""
+    try:
+        return task_class(task)().plot_label()
+    except ValueError:
+        return task
 
 
 def resolve_task(data: DataConfig) -> Task:
