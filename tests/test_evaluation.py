@@ -627,3 +627,19 @@ def test_scenario_metrics_hits_and_the_papers_diversity(tok):
     assert out["eval/unconditional/self_bleu_5"] == pytest.approx(sum(two) / 2)
     assert out["eval/unconditional/distinct_1"] == M.distinct_mean(texts, 1)
     assert out["eval/unconditional/distinct_corpus_1"] == M.distinct_corpus(texts, 1)
+
+
+def test_the_hf_export_bans_the_control_tokens_evaluation_bans(tok, tmp_path):
+    """pep8 conditional models may sample <|aligned|> (a line start); prose models neither."""
+    import json as _json
+
+    from harness.checkpoints.export import export_hf
+
+    aligned, misaligned = (tok.get_vocab()[t] for t in CONTROL_TOKENS)
+    for task, banned in (("pep8", [[misaligned]]), ("pii", [[aligned], [misaligned]])):
+        cfg = Config()
+        cfg.objective = ObjectiveConfig(name="conditional", threshold=0.0)
+        cfg.data.scorer = task
+        lm = build_model(TINY, len(tok), 64, 0, tok.eos_token_id).eval()
+        out = export_hf(lm, tok, cfg, tmp_path / task)
+        assert _json.loads((out / "generation_config.json").read_text())["bad_words_ids"] == banned

@@ -49,8 +49,8 @@ def _usage(cfg: Config) -> list[str]:
     ]
     if cfg.objective.name == "conditional":
         usage += [
-            "# Conditional training: prompt with <|aligned|>; the control tokens are banned",
-            "# (bad_words_ids in generation_config.json), as in the paper.",
+            "# Conditional training: prompt with <|aligned|>; control tokens are banned as in",
+            "# the paper's evaluation (bad_words_ids in generation_config.json).",
             f"ids = tokenizer(tokenizer.eos_token + '{CONTROL_TOKENS[0]}', return_tensors='pt').input_ids",
         ]
     else:
@@ -138,8 +138,16 @@ def _generation_config(lm: nn.Module, cfg: Config, tokenizer: Any) -> None:
     gen.pad_token_id = tokenizer.eos_token_id
     gen.eos_token_id = tokenizer.eos_token_id
     if cfg.objective.name == "conditional":
-        vocab = tokenizer.get_vocab()
-        gen.bad_words_ids = [[int(vocab[t])] for t in CONTROL_TOKENS if t in vocab]
+        # The tokens evaluation bans for the run's task (pep8: only <|misaligned|>, as the
+        # original's pep8 configs; the prose tasks both), not always both.
+        from harness.evaluation.scenarios import banned_token_ids
+        from harness.tasks import resolve_task
+
+        ev = cfg.eval
+        banned = banned_token_ids(
+            tokenizer, True, resolve_task(cfg.data), ev.banned_control_tokens, ev.control_token
+        )
+        gen.bad_words_ids = [[i] for i in banned]
 
 
 def export_hf(
