@@ -7,7 +7,9 @@ import pytest
 from harness.config import DataConfig
 from harness.data.plan import make_plan
 from harness.scoring.shards import (
+    ScoringJob,
     iter_shard,
+    pin_job,
     read_shard,
     score_corpus,
     shard_paths,
@@ -104,6 +106,39 @@ def test_other_scorer_or_changed_corpus_in_same_folder_is_an_error(tmp_path):
     fewer = DataConfig(corpus=data.corpus, num_shards=5, max_documents=10)
     with pytest.raises(ValueError, match="corpus_fingerprint"):
         score(fewer, tmp_path / "s")
+
+
+def test_only_rank_0_pins_the_job_and_sweeps_temporaries(tmp_path, monkeypatch):
+    """Another rank waits for scoring.json and never deletes a temporary file: a sweep on every rank
+    removed rank 0's `.plan.json.tmp<pid>` in flight and failed its rename (seen in CI)."""
+    import threading
+
+    import harness.data.executor as executor
+
+    data = folder_corpus(tmp_path)
+    plan = make_plan(data)
+    job = ScoringJob("pep8", {}, plan.fingerprint, len(plan.units))
+    folder = tmp_path / "s"
+    folder.mkdir()
+    in_flight = folder / ".plan.json.tmp99999"
+    in_flight.write_text("rank 0 is writing this")
+
+    def rank_0_publishes():
+        (folder / "plan.json").write_text(plan.to_json())
+        (folder / "scoring.json").write_text(json.dumps(job.to_dict()))
+
+    timer = threading.Timer(0.8, rank_0_publishes)
+    timer.start()
+    monkeypatch.setattr(executor, "_rank_world", lambda: (1, 2))
+    pin_job(folder, job, plan)
+    timer.join()
+    assert in_flight.is_file()
+    monkeypatch.setattr(executor, "_rank_world", lambda: (0, 1))
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / ".plan.json.tmp99999").write_text("left by a killed run")
+    pin_job(fresh, job, plan)
+    assert sorted(p.name for p in fresh.iterdir()) == ["plan.json", "scoring.json"]
 
 
 def test_corrupt_shard_and_bad_record_are_named(tmp_path):

@@ -231,26 +231,33 @@ class ScoringJob:
 
 
 def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
-    """Write scoring.json and plan.json, or check that the existing ones describe the same job."""
+    """Write scoring.json and plan.json, or check that the existing ones describe the same job.
+
+    Rank 0 alone writes them (the other ranks of a launch wait for scoring.json): no rank writes in
+    the folder before the job is pinned, so the sweep of a killed run's temporary files can never
+    delete another rank's write in progress.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     pin = folder / "scoring.json"
     wanted = job.to_dict()
-    if pin.is_file():
-        have = json.loads(pin.read_text())
-        diffs = [k for k in wanted if have.get(k) != wanted[k]]
-        if diffs:
-            detail = "; ".join(
-                f"{k}: folder has {have.get(k)!r}, this run has {wanted[k]!r}" for k in diffs
-            )
-            raise ValueError(
-                f"data.scored_dir {folder} holds shards of another scoring job ({detail}). "
-                "Use another data.scored_dir (or delete the folder) instead of mixing them."
-            )
-        return
-    for stale in folder.glob("**/.*.tmp*"):  # left by a run killed mid-write; never a finished file
-        stale.unlink(missing_ok=True)
-    atomic_write_bytes(folder / "plan.json", plan.to_json().encode())
-    atomic_write_bytes(pin, json.dumps(wanted, indent=2).encode())
+
+    def write_pin(tmp: Path) -> None:
+        for stale in folder.glob("**/.*.tmp*"):  # left by a run killed mid-write
+            stale.unlink(missing_ok=True)
+        atomic_write_bytes(folder / "plan.json", plan.to_json().encode())
+        tmp.write_text(json.dumps(wanted, indent=2))
+
+    publish_once(pin, write_pin, folder / "datatrove", "the scoring job's scoring.json")
+    have = json.loads(pin.read_text())
+    diffs = [k for k in wanted if have.get(k) != wanted[k]]
+    if diffs:
+        detail = "; ".join(
+            f"{k}: folder has {have.get(k)!r}, this run has {wanted[k]!r}" for k in diffs
+        )
+        raise ValueError(
+            f"data.scored_dir {folder} holds shards of another scoring job ({detail}). "
+            "Use another data.scored_dir (or delete the folder) instead of mixing them."
+        )
 
 
 def scoring_pipeline(folder: Path, data: DataConfig, scorer: str, options: dict[str, Any]) -> list:
