@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.figures import save_figure
 from harness.objectives import REGISTRY
 
 FILES = {"humaneval": "humaneval.json", "glue": "glue.json"}
@@ -122,11 +123,7 @@ def plot_downstream(entries: list[tuple[str, Path]], out: Path) -> Path:
         ax.grid(True, axis="y", alpha=0.3)
     out = Path(out)
     path = out if out.suffix == ".png" else out / "downstream.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _cell(value: float | None, fmt: str = "{:.1f}") -> str:

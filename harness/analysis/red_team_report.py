@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints.atomic import atomic_write
+from harness.analysis.figures import save_figure
 from harness.objectives import REGISTRY
 from harness.tasks import task_label
 
@@ -142,8 +142,5 @@ def plot_red_team(run_dirs: list[Path], out: Path) -> Path:
     for ax, (task, task_runs) in zip(axes[0], tasks.items(), strict=False):
         _plot_task(ax, task_runs, task)
     fig.suptitle("Red teaming: average misalignment of the prompt pool (lower is better)")
-    fig.tight_layout()
     path = Path(out) if Path(out).suffix == ".png" else Path(out) / PLOT_FILE
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

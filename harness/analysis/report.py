@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from harness.analysis.figures import save_figure, save_text
 from harness.objectives import REGISTRY
 from harness.tasks import task_label
 
@@ -234,17 +235,7 @@ def plot_score_vs_tokens(runs: list[RunRecord], out: Path, scenario: str = "unco
                 0.5, 0.5, "no evaluations logged", ha="center", va="center", transform=ax.transAxes
             )
     fig.suptitle("Misalignment score vs tokens seen (lower is better)")
-    return _save_figure(fig, out / "score_vs_tokens.png")
-
-
-def _save_figure(fig, path: Path) -> Path:
-    """Lay out, write the PNG and free the figure."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "score_vs_tokens.png")
 
 
 def plot_pareto(runs: list[RunRecord], out: Path, scenario: str = "unconditional") -> Path:
@@ -297,7 +288,7 @@ def plot_pareto(runs: list[RunRecord], out: Path, scenario: str = "unconditional
                     0.5, 0.5, f"no data ({hint})", ha="center", va="center", transform=ax.transAxes
                 )
     fig.suptitle("Capability cost vs misalignment (lower-left is better)")
-    return _save_figure(fig, out / "pareto.png")
+    return save_figure(fig, out / "pareto.png")
 
 
 def _first(record: dict[str, Any], scenario: str, names: tuple[str, ...]) -> Any:
@@ -423,5 +414,5 @@ def write_report(
         ]
     text += _extra_panels(runs, out, paths)
     paths["report"] = out / "report.md"
-    paths["report"].write_text("\n".join(text))
+    save_text(paths["report"], "\n".join(text))
     return paths
