@@ -166,3 +166,10 @@ def configure_logging() -> None:
         force=True,
     )
     logging.getLogger("harness").setLevel(level)
+    # One line per request at INFO from the HTTP client would drown the log; warnings stay.
+    for name in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # These libraries print through a handler of their own (installed at their import):
+    # propagating to ours too printed every message twice.
+    for name in ("huggingface_hub", "datasets"):
+        logging.getLogger(name).propagate = False

@@ -42,6 +42,7 @@ from harness.ds_config import build_ds_config
 from harness.evaluation.evaluate import evaluate_during_training
 from harness.evaluation.runner import eval_scorer
 from harness.faults import StopRequest, install_signal_handlers, params_finite, stop_requested
+from harness.hub_refs import resolve_run_refs
 from harness.metrics import MetricsLogger, peak_tflops
 from harness.model import (
     LossModel,
@@ -89,6 +90,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 def setup(cfg: Config) -> Run:
     """Initialise processes, data, model and DeepSpeed engine; resume when a checkpoint exists."""
     dist.configure_logging()
+    resolve_run_refs(cfg)  # hf: tokenizer and model.path -> local folders, at a recorded commit
     # The corpus plan comes from metadata only: a bad path or an unreachable Hub data set fails
     # here, in seconds, before DeepSpeed starts.
     plan, _ = plan_corpus(cfg)

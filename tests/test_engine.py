@@ -13,6 +13,7 @@ from harness import distributed as dist
 from harness.config.parse import parse_config
 from harness.distributed import free_port
 from harness.engine import train
+from harness.hub_refs import resolve_run_refs
 from tests.integration.launch import read_metrics, tiny_config
 
 
@@ -138,7 +139,9 @@ def test_finetuning_a_pretrained_run_adds_control_tokens_and_counts_tokens_from_
     assert [r["step"] for r in records] == [1, 2, 3]  # (5 - 2) x 256 tokens left: 3 steps
     assert [r["tokens"] for r in records] == [3 * 256, 4 * 256, 5 * 256]
 
-    with pytest.raises(ValueError, match="data.tokenizer: a pretrained model.path"):
-        train(run_config(tmp_path, "ft2", *finetune, "--data.tokenizer", "null"))
+    # data.tokenizer unset: the model folder's own tokenizer is the run's (it has one).
+    unset = run_config(tmp_path, "ft2", *finetune, "--data.tokenizer", "null")
+    resolve_run_refs(unset)
+    assert unset.data.tokenizer == cfg.model.path
     with pytest.raises(ValueError, match="data.seq_len 128 exceeds model.path"):
         train(run_config(tmp_path, "ft3", *finetune, "--data.seq_len", "128"))

@@ -201,6 +201,6 @@ def test_hf_saved_and_local_folder_data_sets_stream_by_unit(tmp_path):
 
 def test_hub_name_fails_in_seconds_offline():
     start = time.time()
-    with pytest.raises(ValueError, match="cannot load from the Hugging Face Hub"):
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1 and it is not in the local Hugging Face"):
         make_plan(DataConfig(corpus="hf:no-such-user/no-such-dataset@main"))
     assert time.time() - start < 30

@@ -1,4 +1,4 @@
-"""What every entry point shares: offline defaults and one way to turn bad input into exit code 2."""
+"""What every entry point shares: process defaults and one way to turn bad input into exit code 2."""
 
 from __future__ import annotations
 
@@ -17,20 +17,20 @@ from harness.evaluation.openai_client import OpenAIError
 INPUT_ERRORS = (ValueError, FileNotFoundError, OpenAIError, argparse.ArgumentError)
 
 
-def offline_defaults() -> None:
-    """Never reach for the Hub implicitly; real Hub paths fail with a clear message instead."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def process_defaults() -> None:
+    """Quiet tokenizers' fork warning. The Hub follows the user's environment (HF_HUB_OFFLINE,
+    HF_ENDPOINT): nothing here turns it off or on."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def entry_point(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
     """Wrap `main(argv) -> exit code`: argv defaults to sys.argv (launcher flags dropped), the
-    Hub is offline by default, and bad input is `error: ...` on stderr with exit code 2
+    Hub follows the environment, and bad input is `error: ...` on stderr with exit code 2
     (`PHF_TRACEBACK=1` re-raises it with its traceback)."""
 
     @functools.wraps(main)
     def wrapped(argv: list[str] | None = None) -> int:
-        offline_defaults()
+        process_defaults()
         args = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
         try:
             return main(args)

@@ -85,7 +85,7 @@ class DataConfig:
     seq_len: int = 1024
     """Tokens per training block (paper: 1024)."""
     tokenizer: str | None = None
-    """Path to a Hugging Face tokenizer folder or tokenizer.json; None trains a byte-level BPE on the corpus."""
+    """A tokenizer folder or tokenizer.json, or `hf:<name>[@revision]` on the Hub (copied into the run folder at a recorded commit); None: the tokenizer of a pretrained `model.path`, else a byte-level BPE trained on the corpus."""
     vocab_size: int = 50257
     """Vocabulary size of the BPE trained when `tokenizer` is None."""
     heldout_fraction: float = 0.05
@@ -141,7 +141,7 @@ class ModelConfig:
     arch: str = "gpt2"
     """transformers model type used when building from scratch (`AutoConfig.for_model`)."""
     path: str | None = None
-    """Local folder with a pretrained model (and tokenizer); None builds from scratch."""
+    """A pretrained model (and tokenizer): a local folder, or `hf:<name>[@revision]` on the Hub (downloaded at a commit recorded in the run); None builds from scratch."""
     from_scratch: bool = True
     """Build randomly initialised weights from `arch` (ignored when `path` is given and this is False)."""
     n_layer: int = 12
@@ -169,9 +169,14 @@ class ModelConfig:
             (self.n_head > 0, f"model.n_head must be > 0, got {self.n_head}"),
             (0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}"),
         )
-        if self.path is not None and not Path(self.path).is_dir():
+        if (
+            self.path is not None
+            and not self.path.startswith("hf:")
+            and not Path(self.path).is_dir()
+        ):
             errors.append(
-                f"model.path: folder not found: {self.path} (give a local folder with config.json)"
+                f"model.path: folder not found: {self.path} (a local folder with config.json, or "
+                "hf:<name>[@revision] for a Hub model)"
             )
         if self.path is None and not self.from_scratch:
             errors.append("model.from_scratch is false but model.path is not set: nothing to load")

@@ -27,6 +27,7 @@ from typing import Any
 from harness.config import Config
 from harness.data.corpus import is_heldout
 from harness.data.executor import publish_once, run_in_launch
+from harness.data.hub import unit_commits
 from harness.data.pack_stage import (
     ensure_dedup_mask,
     has_prefix,
@@ -44,6 +45,7 @@ from harness.data.tokenizer import (
     tokenizer_fingerprint,
     train_bpe,
 )
+from harness.hub_refs import record_corpus
 from harness.scoring.shards import iter_shard, score_corpus, scorer_key, shard_paths
 from harness.tasks import scorer_options_for
 
@@ -86,6 +88,7 @@ def plan_corpus(cfg: Config) -> tuple[CorpusPlan, Path]:
     folder = scored_dir_for(cfg)
     plan = load_or_make_plan(cfg.data, folder)
     check_skip_bound(cfg.data.skip_tokens, plan.units)
+    record_corpus(cfg, unit_commits(plan.units))  # hf: data sets: the commit, in the run's hub.json
     return plan, folder
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import DataConfig
-from harness.data.hub import hub_units
+from harness.data.hub import hub_units, remote_count
 from harness.data.units import Unit, record_file_units, stat_source
 
 PLAN_VERSION = 1
@@ -214,7 +214,9 @@ def _truncate(units: list[Unit], max_documents: int) -> list[Unit]:
             end, count = _jsonl_end_after(Path(unit.path), left)
             if count >= left:
                 unit.nbytes, unit.end = end, end
-        else:  # arrow / remote: unknown without reading; cap the unit instead
+        elif unit.kind == "remote":  # a Parquet footer, else a bounded read of the file
+            count = remote_count(unit, left)
+        else:  # arrow: unknown without reading; cap the unit instead
             count = left
         if count >= left:
             if unit.kind in ("parquet", "arrow", "remote"):

@@ -68,15 +68,15 @@ def load_tokenizer(path: str | Path, control_tokens: bool = False):
     """A transformers fast tokenizer from a folder or a tokenizer.json, with EOS (and control tokens)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if str(path).startswith("hf:"):
-        name = str(path)[3:]
+    if str(path).startswith("hf:"):  # runs resolve these into their folder first (harness.hub_refs)
+        from harness.hub import hub_error, split_ref
+
+        name, revision = split_ref(str(path))
         try:
-            tok = AutoTokenizer.from_pretrained(name)
+            tok = AutoTokenizer.from_pretrained(name, revision=revision)
         except Exception as err:
-            raise ValueError(
-                f"data.tokenizer=hf:{name}: cannot load from the Hugging Face Hub ({type(err).__name__}). "
-                "Offline? Save it once with tokenizer.save_pretrained(folder) and set data.tokenizer to that "
-                "folder, or set data.tokenizer: null to train a BPE on the corpus."
+            raise hub_error(
+                "data.tokenizer", str(path), err, "set data.tokenizer to a local folder"
             ) from None
         return _finish_tokenizer(tok, str(path), control_tokens)
     path = Path(path)
