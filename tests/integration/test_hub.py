@@ -179,8 +179,12 @@ def test_train_on_a_hub_corpus_with_a_hub_tokenizer_then_relaunch_with_the_hub_d
 
 def test_a_500_and_a_dropped_connection_mid_file_lose_nothing_and_repeat_nothing(hub, tmp_path):
     server, _ = hub
-    clean = hub_config(tmp_path / "clean", corpus=f"hf:{JSONL}")
-    ok(run("score.py", ["--config", str(clean)], hub, tmp_path))
+    # Prepared (scored, tokenizer, packed) and trained on the JSONL.gz data set with a Hub
+    # tokenizer; then scored again through a 500 and a dropped connection.
+    clean = hub_config(tmp_path / "clean", corpus=f"hf:{JSONL}", tokenizer=f"hf:{TOKENIZER}@v1")
+    ok(run("prepare.py", ["--config", str(clean), "--workers", "1"], hub, tmp_path))
+    ok(run("train.py", ["--config", str(clean)], hub, tmp_path))
+    assert [r["step"] for r in read_metrics(tmp_path / "clean" / "run") if "loss" in r] == [1, 2, 3]
     server.fail("train.jsonl.gz", status=500, times=1)
     server.fail("train.jsonl.gz", drop=True, after_bytes=3000, times=1)
     faulty = hub_config(tmp_path / "faulty", corpus=f"hf:{JSONL}")
