@@ -157,7 +157,11 @@ def all_gather_list(items: list[Any]) -> list[Any]:
 def configure_logging() -> None:
     """INFO on rank 0, WARNING elsewhere, one format."""
     # The launcher's RANK is known before the process group exists (the data plan logs first).
-    rank_ = rank() if is_initialized() else int(os.environ.get("RANK", "0"))
+    rank_ = (
+        rank()
+        if is_initialized()
+        else int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    )
     level = logging.INFO if rank_ == 0 else logging.WARNING
     logging.basicConfig(
         level=level,

@@ -10,6 +10,7 @@ from harness.cli.common import entry_point
 from harness.compat import is_original_cli, translate_original_cli
 from harness.config import config_to_yaml
 from harness.config.parse import build_parser, config_of, parse_config, parse_namespace
+from harness.hub_refs import resolve_run_refs
 
 
 @entry_point
@@ -37,6 +38,7 @@ def score_main(argv: list[str]) -> int:
     from harness.data.pipeline import plan_corpus, run_scoring
 
     dist.configure_logging()
+    resolve_run_refs(cfg)
     plan, _ = plan_corpus(cfg)  # metadata only: bad input fails before any process group
     dist.init_distributed()
     folder, manifest, _ = run_scoring(cfg, plan)
@@ -58,21 +60,36 @@ def prepare_main(argv: list[str]) -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="local: processes; slurm/ray: tasks at once"
     )
-    parser.add_argument("--partition", default=None, help="slurm: partition")
+    parser.add_argument(
+        "--partition", default=None, help="slurm: partition (default: the cluster's default one)"
+    )
     parser.add_argument("--time", default="04:00:00", help="slurm: time limit of one task")
     parser.add_argument("--cpus_per_task", type=int, default=1)
     parser.add_argument("--mem_per_cpu_gb", type=float, default=4.0)
     parser.add_argument("--env_command", default=None, help="slurm: run before each task")
+    parser.add_argument(
+        "--ray_address",
+        default=None,
+        help="ray: HOST:PORT, ray://HOST:PORT, auto or local (default: RAY_ADDRESS, the cluster "
+        "`ray start` last started here, else a local Ray for this run)",
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="slurm: wait for the jobs; exit 1 naming a failed task"
+    )
     ns = parse_namespace(parser, argv)
     cfg = config_of(ns)
     flags = ("executor", "workers", "partition", "time", "cpus_per_task", "mem_per_cpu_gb")
-    cluster = ClusterOptions(**{name: ns[name] for name in (*flags, "env_command")})
+    cluster = ClusterOptions(
+        **{name: ns[name] for name in (*flags, "env_command", "wait", "ray_address")}
+    )
     dist.configure_logging()
+    resolve_run_refs(cfg)
+    from harness.data.ray_stages import TaskFailed
     from harness.data.worker_watch import WorkerDied
 
     try:
         print(prepare(cfg, cluster))
-    except WorkerDied as err:  # one line, not a traceback through datatrove's pool
+    except (WorkerDied, TaskFailed) as err:  # one line, not a traceback through datatrove's pool
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -2,17 +2,19 @@
 
     python scripts/prepare.py --config configs/pep8_awr.yaml --executor local --workers 16
     python scripts/prepare.py --config configs/pep8_awr.yaml --executor slurm \
-        --partition cpu --time 04:00:00 --env_command "source .venv/bin/activate"
-    python scripts/prepare.py --config configs/pep8_awr.yaml --executor ray --workers 64
+        --partition cpu --time 04:00:00 --env_command "source .venv/bin/activate" [--wait]
+    python scripts/prepare.py --config configs/pep8_awr.yaml --executor ray --workers 64 \
+        [--ray_address HEAD:6379]
 
 The stages and their files are those a training launch makes itself (`harness.data.pipeline`):
 scoring (one task per corpus unit), a one-task step that publishes the manifest, the dedup mask
 and the BPE tokenizer, packing (one task per shard) and a one-task step that publishes the
 packed `meta.json`. `local` runs them now with a pool of workers; `ray` runs them on a Ray
-cluster (`pip install -e ".[ray]"`), each stage waiting for the one before; `slurm` submits them as
-dependent job arrays and returns (datatrove requeues preempted tasks; rerun the same command
-to resubmit what is left). Afterwards `deepspeed scripts/train.py --config ...` with the same
-config finds everything prepared and starts training in seconds.
+cluster one after another, a failed task ending the run (`harness.data.ray_stages`); `slurm`
+submits them as dependent job arrays and returns, or with `--wait` waits and names a failed task
+(`harness.data.slurm`; datatrove requeues preempted tasks; rerun the same command to resubmit
+what is left). Afterwards `deepspeed scripts/train.py --config ...` with the same config finds
+everything prepared and starts training in seconds.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class ClusterOptions:
     mem_per_cpu_gb: float = 4.0
     env_command: str | None = None  # slurm: run before each task, e.g. activating a venv
     sbatch_args: dict[str, Any] = field(default_factory=dict)
+    ray_address: str | None = None  # ray: HOST:PORT, auto, local; None: RAY_ADDRESS or ray.init's
+    wait: bool = False  # slurm: wait for the jobs; a failed task is an error naming it
 
 
 class FinishScoring(PipelineStep):
@@ -145,9 +149,9 @@ def _chain(stages, make_executor):
 def _slurm(stages, opts: ClusterOptions, run_name: str):
     from datatrove.executor import SlurmPipelineExecutor
 
-    if not opts.partition:
-        raise ValueError("--executor slurm needs --partition (the SLURM partition to submit to)")
-    return _chain(
+    from harness.data.slurm import SlurmSubmission
+
+    last = _chain(
         stages,
         lambda name, pipeline, tasks, logs, depends: SlurmPipelineExecutor(
             pipeline=pipeline,
@@ -164,25 +168,17 @@ def _slurm(stages, opts: ClusterOptions, run_name: str):
             depends=depends,
         ),
     )
+    return SlurmSubmission([stage[0] for stage in stages], last, wait=opts.wait)
 
 
-def _ray(stages, opts: ClusterOptions):
-    try:
-        from datatrove.executor import RayPipelineExecutor
-    except ImportError:
-        raise ValueError('--executor ray needs Ray: pip install -e ".[ray]"') from None
-    return _chain(
-        stages,
-        lambda name, pipeline, tasks, logs, depends: RayPipelineExecutor(
-            pipeline=pipeline,
-            tasks=tasks,
-            workers=opts.workers,
-            cpus_per_task=opts.cpus_per_task,
-            mem_per_cpu_gb=opts.mem_per_cpu_gb,
-            logging_dir=logs,
-            depends=depends,
-        ),
-    )
+def _ray(make_stages, opts: ClusterOptions) -> str:
+    from harness.data.ray_stages import connected, run_stages
+
+    # The cluster is reached and the request checked before any work (`_stages` pins the job).
+    with connected(opts.ray_address, opts.cpus_per_task, opts.mem_per_cpu_gb):
+        stages = make_stages()
+        run_stages(stages, opts.workers, opts.cpus_per_task, opts.mem_per_cpu_gb)
+    return f"prepared with Ray: packed blocks in {stages[-2][3].parent}"
 
 
 def prepare(cfg: Config, opts: ClusterOptions) -> str:
@@ -203,11 +199,14 @@ def prepare(cfg: Config, opts: ClusterOptions) -> str:
             f"prepared {len(data.train)} train and {len(data.heldout)} held-out blocks in "
             f"{data.packed_dir} (scored shards: {data.scored_dir})"
         )
+    if opts.executor == "ray":
+        return _ray(lambda: _stages(cfg, objective), opts)
+    if opts.executor == "slurm":  # partition, memory, SLURM on PATH: before any work
+        from harness.data.slurm import check_slurm_options
+
+        check_slurm_options(opts)
     stages = _stages(cfg, objective)
     if opts.executor == "slurm":
         _slurm(stages, opts, cfg.run.name).run()
         return f"submitted {len(stages)} dependent SLURM job arrays; logs under {stages[0][3]}"
-    if opts.executor == "ray":
-        _ray(stages, opts).run()
-        return f"prepared with Ray: packed blocks in {stages[-2][3].parent}"
     raise ValueError(f"--executor: unknown {opts.executor!r}; choose local, slurm or ray")
