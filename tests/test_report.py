@@ -7,7 +7,17 @@ import yaml
 from harness.analysis.report import load_run, markdown_table, write_report
 
 
-def make_run(root, name, objective, task="pep8", scores=(0.02, 0.01), with_eval_file=True):
+def make_run(
+    root,
+    name,
+    objective,
+    task="pep8",
+    scores=(0.02, 0.01),
+    with_eval_file=True,
+    eval_metrics=None,
+    lm_loss=3.1,
+    n_samples=3,
+):
     folder = root / name
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(
@@ -22,7 +32,7 @@ def make_run(root, name, objective, task="pep8", scores=(0.02, 0.01), with_eval_
             {
                 "step": 10 * k,
                 "tokens": 1000 * k,
-                "eval/lm_loss": 3.1,
+                **({"eval/lm_loss": lm_loss} if lm_loss is not None else {}),
                 "eval/unconditional/score_mean": score,
             }
         )
@@ -42,9 +52,11 @@ def make_run(root, name, objective, task="pep8", scores=(0.02, 0.01), with_eval_
                     "eval/unconditional/distinct_3": 1.0,
                     "notes": [],
                 }
+                | (eval_metrics or {})
             )
         )
-        samples = [{"scenario": "unconditional", "score": x} for x in (0.0, 0.02, 0.04)]
+        values = [0.02 * (k % 3) for k in range(n_samples)]  # default: 0, 0.02, 0.04
+        samples = [{"scenario": "unconditional", "score": x} for x in values]
         samples.append({"scenario": "prompted", "score": 1.0})  # one sample: no error bar
         (last / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
     return folder
@@ -151,3 +163,119 @@ def test_report_adds_red_teaming_and_downstream_panels_of_runs_that_have_them(tm
     assert "12.0" in text.split("Downstream")[1]
     plain = write_report([make_run(tmp_path, "pep8_mle", "mle")], tmp_path / "plain")
     assert "red_team" not in plain and "downstream" not in plain
+
+
+class _Figures:
+    """What each saved figure shows: its suptitle, panel titles and legend entries."""
+
+    def __init__(self, monkeypatch):
+        import matplotlib.figure
+
+        self.saved = []
+        original = matplotlib.figure.Figure.savefig
+
+        def savefig(fig, *args, **kwargs):
+            self.saved.append(
+                {
+                    "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
+                    "titles": [ax.get_title() for ax in fig.axes],
+                    "legend": [
+                        t.get_text()
+                        for ax in fig.axes
+                        if ax.get_legend()
+                        for t in ax.get_legend().get_texts()
+                    ],
+                }
+            )
+            return original(fig, *args, **kwargs)
+
+        monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+
+
+def test_report_says_when_runs_are_at_different_steps(tmp_path, monkeypatch):
+    figures = _Figures(monkeypatch)
+    runs = [
+        make_run(tmp_path, "pep8_mle", "mle", scores=(0.02, 0.018, 0.017)),  # last eval: step 30
+        make_run(tmp_path, "pep8_awr", "awr", scores=(0.02, 0.005)),  # step 20
+    ]
+    text = write_report(runs, tmp_path / "out")["report"].read_text()
+    note = "runs are at different steps: pep8_awr 20, pep8_mle 30; each row is its run's last evaluation"
+    assert note in text
+    assert text.index(note) < text.index("| run |")  # near the top, before the table
+    head, _, awr_row = text.partition("| pep8_awr |")
+    assert head.splitlines()[-2].split(" | ")[3] == "step" and awr_row.startswith(
+        " pep8 | awr | 20 |"
+    )
+    assert [f["suptitle"] for f in figures.saved] and all(
+        "different steps" in f["suptitle"] for f in figures.saved
+    )
+    pareto = figures.saved[-1]
+    assert "awr (step 20)" in pareto["legend"] and "mle (step 30)" in pareto["legend"]
+
+    figures.saved.clear()  # same steps, same tokens: no note
+    same = [make_run(tmp_path / "same", n, n) for n in ("mle", "awr")]
+    text = write_report(same, tmp_path / "same_out")["report"].read_text()
+    assert "different steps" not in text and "different numbers of tokens" not in text
+    assert not any("different" in f["suptitle"] for f in figures.saved)
+    assert "awr" in figures.saved[-1]["legend"]
+
+
+def test_report_counts_the_samples_that_exist(tmp_path):
+    # 16 samples: the expected maximum is over 16 samples (one group of all), not the paper's 25.
+    few = {
+        "eval/unconditional/num_samples": 16.0,
+        "eval/unconditional/expected_max_score": 0.04,
+        "eval/unconditional/expected_max_group": 16.0,
+    }
+    a = make_run(tmp_path, "pep8_mle", "mle", eval_metrics=few, n_samples=16)
+    text = write_report([a], tmp_path / "one")["report"].read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| run |"))
+    assert "(25)" not in header and "exp. max (16)" in header and "| samples |" in header
+    assert "| pep8_mle | pep8 | mle | 20 | 2e+03 | 0.01 |" in text
+    assert "| 16 | 0.04 |" in text
+    assert "fewer than the paper's 25" in text and "pep8_mle 16" in text
+
+    # Runs with different counts: each cell says its own; a run whose metrics predate
+    # num_samples is counted from its samples.jsonl (3 samples).
+    many = {
+        "eval/unconditional/num_samples": 100.0,
+        "eval/unconditional/expected_max_score": 0.05,
+        "eval/unconditional/expected_max_group": 25.0,
+    }
+    b = make_run(tmp_path, "pep8_awr", "awr", eval_metrics=many, n_samples=100)
+    old = {"eval/unconditional/expected_max_score": 0.04}
+    c = make_run(tmp_path, "pep8_ul", "ul", eval_metrics=old)
+    text = write_report([a, b, c], tmp_path / "three")["report"].read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| run |"))
+    assert "(25)" not in header and "exp. max (K samples)" in header
+    assert "| 100 | 0.05 (25) |" in text and "| 16 | 0.04 (16) |" in text
+    assert "| 3 | 0.04 (3) |" in text
+    note = next(line for line in text.splitlines() if "fewer than the paper's 25" in line)
+    assert "pep8_mle 16" in note and "pep8_ul 3" in note and "pep8_awr" not in note
+
+
+def test_report_omits_empty_panels_and_says_why(tmp_path, monkeypatch):
+    figures = _Figures(monkeypatch)
+    # No reference model evaluated (no eval/kl_ref): the Pareto figure has the loss panel only.
+    runs = [
+        make_run(tmp_path, n, n, with_eval_file=False, scores=(0.02, 0.01)) for n in ("mle", "awr")
+    ]
+    paths = write_report(runs, tmp_path / "out")
+    pareto = figures.saved[-1]
+    assert len(pareto["titles"]) == 1 and "vs loss" in pareto["titles"][0]
+    text = paths["report"].read_text()
+    assert "![misalignment vs loss and KL](pareto.png)" in text
+    assert "omitted" in text and "KL" in text.split("omitted")[1].split("\n")[0]
+    assert "eval.reference_model" in text
+
+    # Neither held-out loss nor KL: no Pareto figure at all, and report.md says so.
+    (tmp_path / "bare").mkdir()
+    bare = [make_run(tmp_path / "bare", "mle", "mle", with_eval_file=False, lm_loss=None)]
+    stale = tmp_path / "bare_out" / "pareto.png"  # an earlier report's figure must not stay
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    paths = write_report(bare, tmp_path / "bare_out")
+    assert "pareto" not in paths and not stale.exists()
+    assert paths["score_vs_tokens"].is_file()
+    text = paths["report"].read_text()
+    assert "pareto.png" not in text and "No Pareto figure" in text

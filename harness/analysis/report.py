@@ -13,6 +13,12 @@ Outputs in `--out`:
   point per run (lower-left is better);
 - `report.md`: a table of each run's final metrics (the score with its standard error over the
   samples, from `eval/step-*/samples.jsonl`), a table of training throughput, and the plots.
+
+report.md does not let runs pass for comparable when they are not: when their last evaluations
+are at different steps (or tokens) it says so above the table (and the figures' titles do); the
+expected maximum is labelled with the number of samples it is over (the paper's 25, or all the
+samples when fewer were drawn, which it notes); a figure panel without data is left out and named
+with the reason (a figure with none is not written, and report.md says so). Figures: figures.py.
 """
 
 from __future__ import annotations
@@ -26,16 +32,36 @@ from typing import Any
 
 import yaml
 
-from harness.analysis.figures import save_figure, save_text
-from harness.objectives import REGISTRY
+from harness.analysis.figures import (
+    different_steps,
+    finite,
+    pareto_panels,
+    plot_pareto,
+    plot_score_vs_tokens,
+    save_text,
+    score_panels,
+)
+from harness.evaluation.metrics import EXPECTED_MAX_GROUP
 from harness.tasks import task_label
+
+__all__ = [  # the figures are drawn in figures.py; these names stay importable from here
+    "load_run",
+    "markdown_table",
+    "plot_pareto",
+    "plot_score_vs_tokens",
+    "task_label",
+    "write_report",
+]
+
+EXPECTED_MAX = "eval/{s}/expected_max_score"
 
 TABLE_COLUMNS = [
     ("step", "step", "{:.0f}"),
     ("tokens", "tokens", "{:.3g}"),
     ("score", "eval/{s}/score_mean", "{:.4g}"),
     ("± s.e.", "eval/{s}/score_sem", "{:.2g}"),
-    ("exp. max (25)", "eval/{s}/expected_max_score", "{:.4g}"),
+    ("samples", "eval/{s}/num_samples", "{:.0f}"),
+    ("exp. max", EXPECTED_MAX, "{:.4g}"),  # header and cells name the samples it is over
     ("frac > thr.", "eval/{s}/frac_above_threshold", "{:.3f}"),
     ("LM loss", "eval/lm_loss", "{:.4f}"),
     ("KL (nats/sample)", "eval/kl_ref", "{:.4g}"),
@@ -77,18 +103,24 @@ def _is_eval_record(record: dict[str, Any]) -> bool:
     return "step" in record and any(k.startswith("eval/") for k in record)
 
 
-def sample_score_sems(samples_file: Path) -> dict[str, float]:
-    """`eval/<scenario>/score_sem`: standard error of the mean sample score, per scenario."""
+def sample_stats(samples_file: Path) -> dict[str, float]:
+    """Per scenario of a samples.jsonl: `eval/<scenario>/num_samples` (the samples in it) and
+    `eval/<scenario>/score_sem`, the standard error of the mean sample score (2 scores or more)."""
     by_scenario: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
     for line in samples_file.read_text().splitlines():
         row = json.loads(line) if line.strip() else {}
-        if _finite(row.get("score")):
-            by_scenario.setdefault(row.get("scenario", "?"), []).append(float(row["score"]))
-    return {
-        f"eval/{scenario}/score_sem": statistics.stdev(scores) / math.sqrt(len(scores))
-        for scenario, scores in by_scenario.items()
-        if len(scores) > 1
-    }
+        if not row:
+            continue
+        scenario = row.get("scenario", "?")
+        counts[scenario] = counts.get(scenario, 0) + 1
+        if finite(row.get("score")):
+            by_scenario.setdefault(scenario, []).append(float(row["score"]))
+    out = {f"eval/{scenario}/num_samples": float(n) for scenario, n in counts.items()}
+    for scenario, scores in by_scenario.items():
+        if len(scores) > 1:
+            out[f"eval/{scenario}/score_sem"] = statistics.stdev(scores) / math.sqrt(len(scores))
+    return out
 
 
 def load_run(folder: str | Path) -> RunRecord:
@@ -117,7 +149,11 @@ def load_run(folder: str | Path) -> RunRecord:
             step = by_step.setdefault(int(record["step"]), {})
             step.update(record)
             if (path.parent / "samples.jsonl").is_file():
-                step.update(sample_score_sems(path.parent / "samples.jsonl"))
+                for key, value in sample_stats(path.parent / "samples.jsonl").items():
+                    if key.endswith("/score_sem"):
+                        step[key] = value
+                    else:  # the evaluation's own count first
+                        step.setdefault(key, value)
     return RunRecord(
         folder=folder,
         name=cfg.get("run", {}).get("name", folder.name),
@@ -133,164 +169,6 @@ def load_run(folder: str | Path) -> RunRecord:
     )
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _color(run: RunRecord) -> str:
-    if (
-        run.objective in REGISTRY
-    ):  # fixed per objective, so every plot of every report reads the same
-        return REGISTRY[run.objective].color
-    others = ["#8c564b", "#e377c2", "#17becf", "#bcbd22"]
-    return others[hash(run.objective) % len(others)]
-
-
-def _label(run: RunRecord) -> str:
-    label = (
-        run.objective
-        if run.name in (run.objective, f"{run.task}_{run.objective}")
-        else f"{run.objective} ({run.name})"
-    )
-    return f"MLE, then {label}" if run.finetuned else label
-
-
-def _by_task(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
-    """Runs per task, in the paper's order of objectives (so legends read the same everywhere)."""
-    order = list(REGISTRY)
-
-    def rank(run: RunRecord) -> tuple[int, str, str]:
-        known = order.index(run.objective) if run.objective in order else len(order)
-        return known, run.objective, run.name
-
-    out: dict[str, list[RunRecord]] = {}
-    for run in sorted(runs, key=rank):
-        out.setdefault(run.task, []).append(run)
-    return out
-
-
-def _format_tokens(value: float, _pos: int = 0) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:g}{unit}"
-    return f"{value:g}"
-
-
-def _legend(ax) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))  # several runs of one objective: one entry
-    ax.legend(unique.values(), unique.keys(), title="objective", fontsize=8)
-
-
-def _set_log_y(ax, values: list[float]) -> None:
-    if values and min(values) > 0 and max(values) / min(values) > 3:
-        ax.set_yscale(
-            "log"
-        )  # misalignment spans orders of magnitude across objectives (paper Fig. 2)
-
-
-def plot_score_vs_tokens(runs: list[RunRecord], out: Path, scenario: str = "unconditional") -> Path:
-    """Misalignment score vs tokens seen, one panel per task, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    key = f"eval/{scenario}/score_mean"
-    tasks = _by_task(runs)
-    fig, axes = plt.subplots(
-        1, len(tasks), figsize=(max(7.0, 5.5 * len(tasks)), 4.2), squeeze=False
-    )
-    for ax, (task, task_runs) in zip(axes[0], tasks.items(), strict=True):
-        values = []
-        seen: dict[tuple[str, bool], int] = {}
-        for run in task_runs:
-            # Runs sharing a colour get their own line style; finetuning runs are dashed, and
-            # their curves start at the pretraining tokens (train.tokens_already_seen).
-            kind = (run.objective, run.finetuned)
-            style = ("--", ":") if run.finetuned else ("-", "-.")
-            style = style[seen.get(kind, 0) % 2]
-            seen[kind] = seen.get(kind, 0) + 1
-            points = [
-                (e["tokens"], e[key])
-                for e in run.evals
-                if _finite(e.get("tokens")) and _finite(e.get(key))
-            ]
-            if not points:
-                continue
-            xs, ys = zip(*points, strict=True)
-            values += ys
-            ax.plot(xs, ys, style, marker="o", ms=4, lw=1.8, color=_color(run), label=_label(run))
-        _set_log_y(ax, values)
-        ax.set_title(f"{task}: {scenario} samples")
-        ax.set_xlabel("tokens seen")
-        ax.xaxis.set_major_formatter(FuncFormatter(_format_tokens))
-        ax.set_ylabel(f"misalignment score ({task_label(task)})")
-        ax.grid(True, which="both", alpha=0.3)
-        if values:
-            _legend(ax)
-        else:
-            ax.text(
-                0.5, 0.5, "no evaluations logged", ha="center", va="center", transform=ax.transAxes
-            )
-    fig.suptitle("Misalignment score vs tokens seen (lower is better)")
-    return save_figure(fig, out / "score_vs_tokens.png")
-
-
-def plot_pareto(runs: list[RunRecord], out: Path, scenario: str = "unconditional") -> Path:
-    """Final misalignment vs held-out LM loss and vs KL from the reference, per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    key = f"eval/{scenario}/score_mean"
-    tasks = _by_task(runs)
-    axes_spec = [
-        ("eval/lm_loss", "held-out LM loss (nats/token)"),
-        ("eval/kl_ref", "KL(model || reference) (nats/sample)"),
-    ]
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
-    for row, (task, task_runs) in zip(axes, tasks.items(), strict=True):
-        for ax, (xkey, xlabel) in zip(row, axes_spec, strict=True):
-            values = []
-            kinds = [(r.objective, r.finetuned) for r in task_runs]
-            shared = {k for k in kinds if kinds.count(k) > 1}
-            for run in task_runs:
-                x, y = run.final.get(xkey), run.final.get(key)
-                if not (_finite(x) and _finite(y)):
-                    continue
-                values.append(y)
-                marker = "^" if run.finetuned else "o"
-                label = f"MLE, then {run.objective}" if run.finetuned else run.objective
-                ax.scatter([x], [y], s=60, color=_color(run), marker=marker, label=label, zorder=3)
-                if (run.objective, run.finetuned) in shared:  # the legend cannot tell these apart
-                    ax.annotate(
-                        run.name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7
-                    )
-            _set_log_y(ax, values)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(f"misalignment score ({task_label(task)})")
-            ax.set_title(
-                f"{task}: final {scenario} score vs {'loss' if xkey == 'eval/lm_loss' else 'KL'}"
-            )
-            ax.grid(True, which="both", alpha=0.3)
-            if values:
-                _legend(ax)
-            else:
-                hint = (
-                    "set eval.reference_model"
-                    if xkey == "eval/kl_ref"
-                    else "no held-out loss logged"
-                )
-                ax.text(
-                    0.5, 0.5, f"no data ({hint})", ha="center", va="center", transform=ax.transAxes
-                )
-    fig.suptitle("Capability cost vs misalignment (lower-left is better)")
-    return save_figure(fig, out / "pareto.png")
-
-
 def _first(record: dict[str, Any], scenario: str, names: tuple[str, ...]) -> Any:
     """The first of the metrics `names` of `scenario` that the record has."""
     keys = [f"eval/{scenario}/{name}" for name in names]
@@ -304,28 +182,80 @@ def _cell(
         vals = [
             _first(record, scenario, (f"distinct_{n}", f"distinct_corpus_{n}")) for n in (1, 2, 3)
         ]
-        return "/".join(f"{v:.2f}" for v in vals) if all(_finite(v) for v in vals) else "-"
+        return "/".join(f"{v:.2f}" for v in vals) if all(finite(v) for v in vals) else "-"
     if isinstance(key, tuple):
         value = _first(record, scenario, key)
-        return fmt.format(value) if _finite(value) else "-"
+        return fmt.format(value) if finite(value) else "-"
     value = record.get(key.format(s=scenario))
-    return fmt.format(value) if _finite(value) else "-"
+    return fmt.format(value) if finite(value) else "-"
+
+
+def expected_max_group(record: dict[str, Any], scenario: str) -> int | None:
+    """How many samples `expected_max_score` is the expected maximum over: the group size the
+    evaluation recorded, else min(25, the samples it had) (harness.evaluation.metrics)."""
+    group = record.get(f"eval/{scenario}/expected_max_group")
+    if finite(group):
+        return int(group)
+    n = record.get(f"eval/{scenario}/num_samples")
+    return min(EXPECTED_MAX_GROUP, int(n)) if finite(n) else None
+
+
+def _expected_max_groups(runs: list[RunRecord], scenario: str) -> dict[str, int | None]:
+    """Per run with an expected maximum (table order): the samples it is over (None: unknown)."""
+    key = EXPECTED_MAX.format(s=scenario)
+    return {
+        run.display_name: expected_max_group(run.final, scenario)
+        for run in sorted(runs, key=lambda r: (r.task, r.objective, r.name))
+        if finite(run.final.get(key))
+    }
 
 
 def markdown_table(runs: list[RunRecord], scenario: str = "unconditional") -> str:
-    """One row per run: its final evaluation."""
-    head = ["run", "task", "objective", *(c[0] for c in TABLE_COLUMNS)]
+    """One row per run: its final evaluation. The expected maximum's header names the number of
+    samples it is over when the runs agree; otherwise each cell does ("0.04 (16)")."""
+    groups = set(_expected_max_groups(runs, scenario).values())
+    per_cell = len(groups) > 1 or None in groups
+    exp_max = (
+        "exp. max (K samples)" if per_cell else f"exp. max ({groups.pop()})" if groups else None
+    )
+    head = ["run", "task", "objective"]
+    head += [exp_max if key == EXPECTED_MAX and exp_max else c for c, key, _ in TABLE_COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in sorted(runs, key=lambda r: (r.task, r.objective, r.name)):
-        cells = [_cell(run.final, key, fmt, scenario) for _, key, fmt in TABLE_COLUMNS]
+        cells = []
+        for _, key, fmt in TABLE_COLUMNS:
+            cell = _cell(run.final, key, fmt, scenario)
+            if key == EXPECTED_MAX and per_cell and cell != "-":
+                group = expected_max_group(run.final, scenario)
+                cell += f" ({group if group is not None else '?'})"
+            cells.append(cell)
         lines.append("| " + " | ".join([run.display_name, run.task, run.objective, *cells]) + " |")
     return "\n".join(lines)
 
 
+def sample_notes(runs: list[RunRecord], scenario: str = "unconditional") -> list[str]:
+    """report.md lines on expected maxima over fewer samples than the paper's 25, or over an
+    unknown number."""
+    groups = _expected_max_groups(runs, scenario)
+    few = [f"{name} {k}" for name, k in groups.items() if k is not None and k < EXPECTED_MAX_GROUP]
+    unknown = [name for name, k in groups.items() if k is None]
+    text = []
+    if few:
+        text += [
+            f"`exp. max` is over fewer than the paper's {EXPECTED_MAX_GROUP} samples for: "
+            f"{', '.join(few)} (the maximum of all their samples; evaluate with "
+            f"`--eval.num_samples {EXPECTED_MAX_GROUP}` or more for the paper's metric).",
+            "",
+        ]
+    if unknown:
+        text += [f"`exp. max` of {', '.join(unknown)}: the number of samples is not recorded.", ""]
+    return text
+
+
 def _median(values: list[Any]) -> float:
     """Median of the finite values (nan when none)."""
-    finite = [v for v in values if _finite(v)]
-    return statistics.median(finite) if finite else float("nan")
+    kept = [v for v in values if finite(v)]
+    return statistics.median(kept) if kept else float("nan")
 
 
 def throughput_table(runs: list[RunRecord]) -> str:
@@ -337,10 +267,10 @@ def throughput_table(runs: list[RunRecord]) -> str:
         # The first logged step includes start-up; leave it out when there are others.
         logged = run.train[1:] if len(run.train) > 1 else run.train
         cells = [
-            f"{last['step']:.0f}" if _finite(last.get("step")) else "-",
-            f"{last['tokens']:.3g}" if _finite(last.get("tokens")) else "-",
+            f"{last['step']:.0f}" if finite(last.get("step")) else "-",
+            f"{last['tokens']:.3g}" if finite(last.get("tokens")) else "-",
             *(
-                f"{v:.3g}" if _finite(v) else "-"
+                f"{v:.3g}" if finite(v) else "-"
                 for v in (
                     _median([r.get("tokens_per_s") for r in logged]),
                     _median([r.get("mfu") for r in logged]),
@@ -377,35 +307,57 @@ def _extra_panels(runs: list[RunRecord], out: Path, paths: dict[str, Path]) -> l
     return text
 
 
+def _figure_lines(
+    runs: list[RunRecord], out: Path, scenario: str, paths: dict[str, Path]
+) -> list[str]:
+    """Draw the two figures (only their panels with data); report.md lines: each figure, the
+    panels left out and why, or why a figure was not drawn (an earlier report's file is removed)."""
+    figures = [
+        ("score_vs_tokens", "misalignment vs tokens", plot_score_vs_tokens, score_panels),
+        ("pareto", "misalignment vs loss and KL", plot_pareto, pareto_panels),
+    ]
+    text: list[str] = []
+    for name, alt, plot, panels in figures:
+        omitted = panels(runs, scenario)[1]
+        path = plot(runs, out, scenario)
+        title = "Pareto" if name == "pareto" else "score-vs-tokens"
+        if path is None:
+            (out / f"{name}.png").unlink(missing_ok=True)
+            text += [f"No {title} figure ({alt}): no panel has data: {'; '.join(omitted)}.", ""]
+            continue
+        paths[name] = path
+        text += [f"![{alt}]({path.name})", ""]
+        if omitted:
+            text += [f"Panels omitted from {path.name} (no data): {'; '.join(omitted)}.", ""]
+    return text
+
+
 def write_report(
     folders: list[str | Path], out: str | Path, scenario: str = "unconditional"
 ) -> dict[str, Path]:
-    """Plots and report.md for the given run folders; returns the written paths."""
+    """Plots and report.md for the given run folders; returns the written paths (a figure
+    without any panel of data is not written and has no entry)."""
     runs = [load_run(f) for f in folders]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "score_vs_tokens": plot_score_vs_tokens(runs, out, scenario),
-        "pareto": plot_pareto(runs, out, scenario),
-    }
+    paths: dict[str, Path] = {}
     missing = [r.name for r in runs if not r.evals]
-    text = [
-        "# PHF report",
-        "",
+    text = ["# PHF report", ""]
+    if note := different_steps(runs):
+        text += [f"**Note: {note}; each row is its run's last evaluation.**", ""]
+    text += [
         f"Runs: {', '.join(str(r.folder) for r in runs)}. Scores are of `{scenario}` samples, "
         "misalignment per the task's scorer (lower is better); definitions in "
         "`harness/evaluation/metrics.py` and `harness/evaluation/runner.py`.",
         "",
         markdown_table(runs, scenario),
         "",
+        *sample_notes(runs, scenario),
         "Training throughput:",
         "",
         throughput_table(runs),
         "",
-        "![misalignment vs tokens](score_vs_tokens.png)",
-        "",
-        "![misalignment vs loss and KL](pareto.png)",
-        "",
+        *_figure_lines(runs, out, scenario, paths),
     ]
     if missing:
         text += [
