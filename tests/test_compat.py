@@ -1,14 +1,18 @@
 """The original PHF code's interface (harness/compat): config translation, CLI, converter, API KL client.
 
-Fixtures in tests/fixtures/original_configs/<task>/{pretrain,mle,...}.yml are written in the
-original repo's format with the paper's hyperparameters; each pair must translate into the same
-hyperparameters as our configs/<task>_<method>.yaml.
+The original task/method pairs ship in configs/original/<task>/{pretrain,mle,...}.yml (the
+original repo's configs/<task>/ layout and format, with the paper's hyperparameters); each pair
+must translate into the same hyperparameters as our configs/<task>_<method>.yaml, under a run
+name (and so a run folder) of its own.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -21,7 +25,7 @@ import pytest
 import yaml
 
 from harness.cli import convert_main, train_main
-from harness.compat import translate_files
+from harness.compat import translate_files, translate_original_cli
 from harness.compat.keys import IGNORED, ignored_reason
 from harness.compat.original import merge_configs, parse_override_value
 from harness.config import Config, ConfigError
@@ -36,7 +40,7 @@ from harness.evaluation.openai_client import (
 from harness.tasks import BUILTIN_TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "original_configs"
+FIXTURES = ROOT / "configs" / "original"  # the shipped original pairs
 TASKS = ("toxicity", "pii", "pep8")
 METHODS = ("mle", "filtering", "conditional", "ul", "awr", "rwr")
 PAIRS = [(t, m) for t in TASKS for m in METHODS]
@@ -105,7 +109,8 @@ def write(tmp_path: Path, name: str, data: dict) -> str:
 def test_pair_translates_to_our_paper_config(tmp_path, task, method):
     ours = parse_config(["--config", str(ROOT / "configs" / f"{task}_{method}.yaml")])
     cfg = translated(tmp_path, task, method)
-    assert cfg.run.name == ours.run.name == f"{task}_{method}"
+    # A name (and so a run folder) of its own: never our native run's.
+    assert cfg.run.name == f"original-{task}-{method}" != ours.run.name == f"{task}_{method}"
     assert cfg.run.seed == ours.run.seed == 42
     for key in ("corpus", "seq_len", "tokenizer", "scorer"):
         assert getattr(cfg.data, key) == getattr(ours.data, key), key
@@ -401,8 +406,10 @@ def test_model_sources(tmp_path):
     kwargs = {"path_or_name": str(folder), "from_scratch": False}
     native, _ = translate_files(task, method_file(tmp_path, {"name": "MLE"}, model=kwargs))
     assert native["model"]["path"] == str(folder) and native["model"]["from_scratch"] is False
-    with pytest.raises(ConfigError, match="not a local folder"):
-        translate_files(task, method_file(tmp_path, {"name": "MLE"}, model={"from_scratch": False}))
+    # A Hub name is a Hub model.path, pinned to model_kwargs.revision when the original set one.
+    hub = {"from_scratch": False, "model_kwargs": {"revision": "v2"}}
+    native, _ = translate_files(task, method_file(tmp_path, {"name": "MLE"}, model=hub))
+    assert native["model"]["path"].startswith("hf:") and native["model"]["path"].endswith("@v2")
     sizes = {"gpt2_config_kwargs": {"n_layer": 2, "n_embd": 64, "n_head": 4, "resid_pdrop": 0.0}}
     native, _ = translate_files(task, method_file(tmp_path, {"name": "MLE"}, model=sizes))
     m = native["model"]
@@ -459,7 +466,7 @@ def test_train_cli_prints_the_translated_config(capsys, monkeypatch):
     assert train_main(argv) == 0
     out, err = capsys.readouterr()
     printed = yaml.safe_load(out)
-    assert printed["run"]["name"] == "tox-awr"
+    assert printed["run"]["name"] == "original-tox-awr"  # never a native run's name
     assert (
         printed["train"]["micro_batch_size"] == 4 and printed["train"]["global_batch_size"] == 1024
     )
@@ -542,6 +549,133 @@ def test_convert_config_script(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load(out.read_text())["objective"]["name"] == "rwr"
+
+
+# --- the README's commands; translated runs get folders of their own -----------------------------
+
+
+def readme_original_commands() -> list[list[str]]:
+    """The commands of the README's "Coming from the original PHF code" code block, as argv lists."""
+    text = (ROOT / "README.md").read_text()
+    assert "## Coming from the original PHF code" in text
+    section = text.split("## Coming from the original PHF code", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```[a-z]*\n(.*?)```", section, re.S)
+    assert block, "no code block in the README's original-code section"
+    lines = block.group(1).replace("\\\n", " ").splitlines()
+    return [argv for line in lines if (argv := shlex.split(line, comments=True))]
+
+
+def _flag_values(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+
+
+def test_readme_original_commands_run(tmp_path, monkeypatch):
+    """Every config the README's original-code commands name exists, and each command translates
+    (train.py: into native arguments that validate; convert_config.py: into a native YAML)."""
+    monkeypatch.chdir(ROOT)  # the README's paths are relative to the repository
+    commands = readme_original_commands()
+    assert any("--task" in argv for argv in commands), "no --task/--method command in the README"
+    produced: dict[str, str] = {}  # convert_config.py -o FILE -> where this test wrote it
+    for argv in commands:
+        script = next(i for i, a in enumerate(argv) if a.startswith("scripts/"))
+        launcher, args = argv[:script], [a for a in argv[script + 1 :] if a != "--print_config"]
+        for flag in ("--task", "--method"):
+            for path in _flag_values(args, flag):
+                assert (ROOT / path).is_file(), f"README: {flag} {path} does not exist"
+        for path in _flag_values(args, "--config"):
+            assert path in produced or (ROOT / path).is_file(), f"README: --config {path}"
+        args = [produced.get(a, a) for a in args]
+        gpus = _flag_values(launcher, "--num_gpus")
+        world_size = int(gpus[0]) if gpus else None
+        if argv[script] == "scripts/convert_config.py":
+            out = _flag_values(args, "-o")
+            assert out, "README: convert_config.py without -o"
+            produced[out[0]] = str(tmp_path / Path(out[0]).name)
+            args = [produced.get(a, a) for a in args]
+            assert convert_main(args) == 0, argv
+            parse_config(["--config", produced[out[0]]])
+        elif "--task" in args or "--method" in args:
+            parse_config(translate_original_cli(args), world_size=world_size)
+        else:
+            parse_config(args, world_size=world_size)
+
+
+def test_original_pair_with_quickstart_gets_a_folder_of_its_own(capsys, tmp_path):
+    """The original pep8/awr pair with the quickstart overlay: not the native pep8_awr's folder."""
+    quickstart = str(ROOT / "configs" / "quickstart.yaml")
+    native = parse_config(
+        ["--config", str(ROOT / "configs" / "pep8_awr.yaml"), "--config", quickstart]
+    )
+    task, method = files("pep8", "awr")
+    capsys.readouterr()
+    argv = translate_original_cli(["--task", task, "--method", method, "--config", quickstart])
+    translated_cfg = parse_config(argv)
+    assert native.run.output_dir == "runs/quickstart/pep8_awr"
+    assert translated_cfg.run.output_dir == "runs/quickstart/original-pep8-awr"
+    assert translated_cfg.run.name == "original-pep8-awr"
+    # The folder it resolves to (overlay included) is said once.
+    err = capsys.readouterr().err
+    assert err.count("run folder (run.output_dir) runs/quickstart/original-pep8-awr") == 1
+    # Without the overlay: the original's output_dir, by name.
+    alone = parse_config(translate_original_cli(["--task", task, "--method", method]))
+    assert alone.run.output_dir == "training_output/original-pep8-awr"
+    # A run name given explicitly cannot pick a native run's folder either.
+    cfg = translated(tmp_path, "pep8", "awr", run_name="pep8_awr")
+    assert cfg.run.name == "original-pep8_awr"
+
+
+def test_shipped_original_pairs_never_share_a_run_name():
+    from harness.compat.training import original_run_name
+
+    natives = {
+        (yaml.safe_load(p.read_text()) or {}).get("run", {}).get("name")
+        for p in (ROOT / "configs").rglob("*.yaml")
+    }
+    pairs = [(t, "pretrain", m) for t, m in PAIRS]
+    pairs += [(t, "finetune", m) for t, m in FINETUNE_PAIRS]
+    names = [
+        original_run_name(str(FIXTURES / t / f"{f}.yml"), str(FIXTURES / t / f"{m}.yml"))
+        for t, f, m in pairs
+    ]
+    assert len(set(names)) == len(names), names
+    assert not set(names) & natives
+    assert "original-toxicity-filtering-finetune" in names  # finetune.yml + filtering.yml
+    assert "original-pii-awr-finetune" in names
+
+
+def test_a_run_past_its_budget_says_what_happened(monkeypatch, caplog, tmp_path):
+    """A folder holding a longer run, under a smaller budget: not a bare 'run already complete'."""
+    from types import SimpleNamespace
+
+    from harness import engine
+
+    cfg = parse_config(
+        [
+            "--config", str(ROOT / "configs" / "pep8_awr.yaml"),
+            "--config", str(ROOT / "configs" / "quickstart.yaml"),
+            "--run.output_dir", str(tmp_path / "run"),
+            "--eval.export_hf", "false",
+        ]
+    )  # fmt: skip
+    closed = []
+    for step in (300, 150):
+        run = SimpleNamespace(
+            start_step=step, metrics=SimpleNamespace(close=lambda: closed.append(1))
+        )
+        monkeypatch.setattr(engine, "setup", lambda cfg, run=run: run)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="harness"):
+            assert engine.train(cfg) == {}
+        messages = " ".join(r.getMessage() for r in caplog.records)
+        if step == 300:
+            assert (
+                f"run.output_dir {tmp_path / 'run'} already holds a run at step 300, past this "
+                "budget of 150 steps (train.max_steps): nothing to do; choose another "
+                "run.output_dir or raise the budget"
+            ) in messages
+        else:
+            assert "run already complete at step 150" in messages
+    assert closed == [1, 1]
 
 
 # --- KL against an OpenAI-compatible completions API (a local stub) --------------------------------
@@ -698,8 +832,11 @@ def local_gpt2(tmp_path_factory):
 def test_finetune_pair_translates(tmp_path, local_gpt2, task, method):
     task_file = str(FIXTURES / task / "finetune.yml")
     method_file = str(FIXTURES / task / f"{method}.yml")
-    with pytest.raises(ConfigError, match="--override model.path_or_name=<folder>"):
-        translate_files(task_file, method_file)  # a Hub model: say how to point at a folder
+    hub, _ = translate_files(task_file, method_file)  # the original's Hub model, pinned
+    original_model = yaml.safe_load(Path(task_file).read_text())["model"]
+    revision = original_model.get("model_kwargs", {}).get("revision")
+    pinned = f"@{revision}" if revision else ""
+    assert hub["model"]["path"] == f"hf:{original_model['path_or_name']}{pinned}"
     native, notes = translate_files(task_file, method_file, [f"model.path_or_name={local_gpt2}"])
     cfg = to_config(native, tmp_path)
     original = yaml.safe_load(Path(task_file).read_text())

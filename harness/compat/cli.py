@@ -1,12 +1,16 @@
 """The original PHF command line on top of the harness, and the converter to a native YAML file.
 
-    python scripts/train.py --task configs/toxicity/pretrain.yml --method configs/toxicity/mle.yml \
+    python scripts/train.py --task configs/original/toxicity/pretrain.yml \
+        --method configs/original/toxicity/mle.yml \
         --override training.per_device_train_batch_size=8 --print_config
     python scripts/convert_config.py --task ... --method ... [--override ...] -o toxicity_mle.yaml
 
 `translate_original_cli` turns the original's flags into native arguments (`--config <translated
 YAML>` followed by whatever native arguments were also given, e.g. `--print_config` or
 `--config configs/quickstart.yaml`), so `train_main` runs the translated config like any other.
+The translated run is named `original-<task>-<method>` (training.py), so its folder, also under
+an overlay's `run.output_dir` such as `runs/quickstart/{name}`, is never a native run's; the
+folder it resolves to is printed once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import yaml
 from harness.compat.original import OriginalConfig
 from harness.compat.translate import translate
 from harness.config import SECTIONS, ConfigError
+from harness.config.parse import build_parser, parse_namespace
 
 _FLAGS = ("--task", "--method")
 
@@ -35,7 +40,9 @@ def is_original_cli(argv: list[str]) -> bool:
 
 def original_parser(prog: str) -> argparse.ArgumentParser:
     """The original's flags; `train.py` takes them next to native arguments (parse_known_args)."""
-    return add_original_flags(argparse.ArgumentParser(prog=prog, add_help=False, allow_abbrev=False))
+    return add_original_flags(
+        argparse.ArgumentParser(prog=prog, add_help=False, allow_abbrev=False)
+    )
 
 
 def add_original_flags(parser: Any) -> Any:
@@ -113,6 +120,29 @@ def _print_notes(notes: list[str]) -> None:
             print(f"note: {note}", file=sys.stderr)
 
 
+def resolved_run_folder(native_argv: list[str]) -> tuple[str, str] | None:
+    """(run.name, run.output_dir) of the native arguments, overlays included; None if they do not
+    parse (train.py then reports why) or ask for --help."""
+    if any(a in ("-h", "--help") for a in native_argv):
+        return None
+    try:
+        run = parse_namespace(build_parser("train.py"), native_argv)["run"]
+    except ConfigError:
+        return None
+    return run.name, run.output_dir.format(name=run.name)
+
+
+def _print_run_folder(args: argparse.Namespace, native_argv: list[str]) -> None:
+    resolved = resolved_run_folder(native_argv)
+    if resolved is not None and os.environ.get("RANK", "0") == "0":
+        name, folder = resolved
+        print(
+            f"original PHF config --task {args.task} --method {args.method}: run.name {name}, "
+            f"run folder (run.output_dir) {folder}",
+            file=sys.stderr,
+        )
+
+
 def translate_original_cli(argv: list[str]) -> list[str]:
     """Original flags -> native arguments: `--config <translated YAML>` plus the other arguments given."""
     args, rest = _parse(argv, "train.py")
@@ -127,4 +157,5 @@ def translate_original_cli(argv: list[str]) -> list[str]:
     with os.fdopen(fd, "w") as fh:
         fh.write(translated_yaml(args, native, notes))
     atexit.register(lambda: Path(path).unlink(missing_ok=True))
+    _print_run_folder(args, ["--config", path, *rest])
     return ["--config", path, *rest]

@@ -118,13 +118,34 @@ def wandb_logged_in() -> bool:
         return False
 
 
+# Every translated run's name starts with this, so that its folder (`run.output_dir` holds
+# `{name}`, e.g. `runs/quickstart/{name}` of configs/quickstart.yaml) is never a native run's.
+PREFIX = "original-"
+_GENERIC_FOLDERS = ("", ".", "configs", "original")
+
+
+def original_run_name(task_file: str, method_file: str, given: str | None = None) -> str:
+    """`run.name` of a translated pair: `original-<task>-<method>`, or `original-<given name>`.
+
+    configs/original/pep8/awr.yml (with pretrain.yml) -> original-pep8-awr, never our native
+    configs' `pep8_awr`; a task file other than pretrain.yml is named too (toxicity's
+    finetune.yml with filtering.yml -> original-toxicity-filtering-finetune), so no two shipped
+    pairs share a folder. A `--run_name`/`training.run_name` gets the prefix as well."""
+    if given:
+        return given if given.startswith(PREFIX) else PREFIX + given
+    task, method = Path(task_file), Path(method_file)
+    parts = [method.parent.name] if method.parent.name not in _GENERIC_FOLDERS else []
+    parts.append(method.stem)
+    if task.stem != "pretrain" and task.stem not in method.stem.split("_"):
+        parts.append(task.stem)
+    return PREFIX + "-".join(parts).replace("_", "-")
+
+
 def run_checkpoint_logging(o: OriginalConfig, run_name: str | None) -> dict[str, dict[str, Any]]:
     """The native `run`, `checkpoint` and `logging` sections."""
-    name = run_name or o.value(f"{T}.run_name", "str")
-    if name is None:  # configs/pep8/awr.yml -> pep8_awr, as our configs are named
-        method = Path(o.method_file)
-        parent = method.parent.name
-        name = f"{parent}_{method.stem}" if parent not in ("", ".", "configs") else method.stem
+    name = original_run_name(
+        o.task_file, o.method_file, run_name or o.value(f"{T}.run_name", "str")
+    )
     run: dict[str, Any] = {"name": name, "seed": _hf(o, "seed", "integer")}
     output_dir = o.value(f"{T}.output_dir", "str")
     if output_dir is not None:

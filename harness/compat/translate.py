@@ -85,15 +85,8 @@ def _data(o: OriginalConfig) -> dict[str, Any]:
 
 
 def _revision(o: OriginalConfig) -> str | None:
-    """`model.model_kwargs.revision`: noted (a Hub download's revision; a local folder is used as is)."""
-    revision = o.value("model.model_kwargs.revision", "str")
-    if revision is not None:
-        o.note(
-            "model.model_kwargs.revision",
-            f"{revision}: the revision of a Hub download; a local model.path_or_name folder is "
-            "used as it is (download that revision into it)",
-        )
-    return revision
+    """`model.model_kwargs.revision`: the revision a Hub model is pinned to (`hf:<name>@<rev>`)."""
+    return o.value("model.model_kwargs.revision", "str")
 
 
 def _model(o: OriginalConfig) -> dict[str, Any]:
@@ -115,15 +108,10 @@ def _model(o: OriginalConfig) -> dict[str, Any]:
         return model
     local = Path(name).is_dir()
     if not from_scratch:
-        if not local:
-            o.error(
-                "model.path_or_name",
-                f"{name!r} is not a local folder: pretrained weights are loaded from disk only "
-                f"here; download it (e.g. `huggingface-cli download {name} --local-dir <folder>`"
-                f"{' --revision ' + str(revision) if revision else ''}) and add "
-                "--override model.path_or_name=<folder> tokenizer.path_or_name=<folder>",
-            )
-        model["path"] = name
+        # A Hub name is downloaded at that revision (a commit recorded in the run's hub.json).
+        model["path"] = name if local else f"hf:{name}" + (f"@{revision}" if revision else "")
+        if revision is not None and local:
+            o.note("model.model_kwargs.revision", f"{revision}: a local folder is used as it is")
         if kwargs:
             o.note(
                 "model.gpt2_config_kwargs", "ignored with from_scratch: false, as in the original"
