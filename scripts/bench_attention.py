@@ -159,18 +159,24 @@ def markdown_table(rows: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--dtypes", default="fp32,bf16")
-    p.add_argument("--n_layer", type=int, default=12)
-    p.add_argument("--n_head", type=int, default=12)
-    p.add_argument("--n_embd", type=int, default=768)
-    p.add_argument("--vocab_size", type=int, default=50257)
-    p.add_argument("--seq_len", type=int, default=1024)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json-out", dest="json_out", default=None)
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cuda or cpu (default: cuda when available)",
+    )
+    p.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated attention variants"
+    )
+    p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16")
+    p.add_argument("--n_layer", type=int, default=12, help="GPT-2 layers")
+    p.add_argument("--n_head", type=int, default=12, help="attention heads per layer")
+    p.add_argument("--n_embd", type=int, default=768, help="hidden size")
+    p.add_argument("--vocab_size", type=int, default=50257, help="vocabulary size")
+    p.add_argument("--seq_len", type=int, default=1024, help="tokens per sequence")
+    p.add_argument("--batch", type=int, default=1, help="sequences per step")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds (the median is reported)")
+    p.add_argument("--json-out", dest="json_out", default=None, help="also write the rows here")
     p.add_argument("--memory_of", default=None, help=argparse.SUPPRESS)  # internal: VARIANT:DTYPE
     args = p.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:

@@ -309,21 +309,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="mode", required=True)
-    scale = sub.add_parser("scale")
+    sub = parser.add_subparsers(dest="mode", required=True, help="the benchmark")
+    scale = sub.add_parser("scale", help="prepare.py, a relaunch and one training step at scale")
     scale.add_argument("--corpus", required=True, help="data.corpus: files or a glob")
-    scale.add_argument("--label", default="")
-    scale.add_argument("--workers", type=int, default=2)
-    scale.add_argument("--vocab", type=int, default=8192)
+    scale.add_argument("--label", default="", help="a name for the corpus size in the report")
+    scale.add_argument("--workers", type=int, default=2, help="prepare.py --workers")
+    scale.add_argument("--vocab", type=int, default=8192, help="data.vocab_size of the BPE")
     scale.add_argument(
         "--cache", default=None, help="cache folder (default: a temp folder, deleted)"
     )
-    scoring = sub.add_parser("scoring")
-    scoring.add_argument("--docs", type=int, default=800)
-    scoring.add_argument("--repeats", type=int, default=3)
-    loader = sub.add_parser("loader")
+    scoring = sub.add_parser("scoring", help="the raw scorer vs the scoring stage, 1 and 2 workers")
+    scoring.add_argument("--docs", type=int, default=800, help="documents scored")
+    scoring.add_argument("--repeats", type=int, default=3, help="rounds (medians are reported)")
+    loader = sub.add_parser("loader", help="building a loader early vs late in a split")
     for p in (scale, scoring, loader):
-        p.add_argument("--json-out", default=None)
+        p.add_argument("--json-out", default=None, help="also write the JSON report here")
     args = parser.parse_args()
     machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
     if args.mode == "scale":

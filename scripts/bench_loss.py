@@ -245,14 +245,27 @@ def markdown_table(rows: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--providers", default="eager,torch,triton,compile,liger,cce")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cuda or cpu (default: cuda when available)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="dtype of hidden states and weight",
+    )
+    p.add_argument(
+        "--providers",
+        default="eager,torch,triton,compile,liger,cce",
+        help="comma-separated; torch@K and triton@K force K tokens per chunk",
+    )
     p.add_argument("--shapes", default=DEFAULT_SHAPES, help="comma-separated NxHxV")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (the median is reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--chunk-size", type=int, default=0, help="tokens per chunk (0: the default)")
-    p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--json-out", type=Path, default=None, help="also write the rows here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

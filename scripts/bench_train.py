@@ -416,9 +416,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Flags; unset model/batch/step flags come from the profile (full, or --dry-run)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="tiny model on CPU, 1 rank, fp32")
-    p.add_argument("--workdir", type=Path, default=Path("runs/bench_train"))
-    p.add_argument("--json-out", type=Path, default=None)
-    p.add_argument("--objectives", default=",".join(OBJECTIVES))
+    p.add_argument(
+        "--workdir", type=Path, default=Path("runs/bench_train"), help="corpus, cache and runs"
+    )
+    p.add_argument(
+        "--json-out", type=Path, default=None, help="write the results here (after each run)"
+    )
+    p.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated, MLE first")
     for key, value in PROFILES["full"].items():
         p.add_argument(f"--{key}", type=type(value), default=None, help=f"full run: {value}")
     p.add_argument("--skip_windows", type=int, default=1, help="windows after step 1 left out")

@@ -1,8 +1,9 @@
 """Convert a config of the original PHF code (task + method files) into a native harness YAML.
 
-    python scripts/convert_config.py --task configs/pep8/pretrain.yml --method configs/pep8/awr.yml \
-        [--override training.learning_rate=5e-4 ...] -o pep8_awr.yaml
-    deepspeed scripts/train.py --config pep8_awr.yaml
+    python scripts/convert_config.py --task configs/original/pep8/pretrain.yml \
+        --method configs/original/pep8/awr.yml [--override training.learning_rate=5e-4 ...] \
+        -o pep8_awr.yaml
+    deepspeed scripts/train.py --config pep8_awr.yaml     # run.name original-pep8-awr
 """
 
 import sys

@@ -442,9 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness.checkpoints.atomic import atomic_write_text
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--workdir", type=Path, required=True, help="what gpu_check.sh left")
+    p.add_argument("--out", type=Path, required=True, help="the Markdown report to write")
+    p.add_argument("--dry-run", action="store_true", help="a CPU dry run of gpu_check.sh")
     p.add_argument("--note", default="", help="a paragraph put under the introduction")
     p.add_argument("--command", default="", help="the gpu_check.sh command line, for the record")
     args = p.parse_args(argv)

@@ -306,11 +306,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder")
     ap.add_argument("--size", type=parse_size, required=True, help="text bytes, e.g. 400MB, 4GB")
-    ap.add_argument("--format", choices=["jsonl", "parquet", "both"], default="jsonl")
-    ap.add_argument("--kind", choices=["code", "prose", "mixed"], default="code")
+    ap.add_argument(
+        "--format", choices=["jsonl", "parquet", "both"], default="jsonl", help="file format(s)"
+    )
+    ap.add_argument(
+        "--kind",
+        choices=["code", "prose", "mixed"],
+        default="code",
+        help="stdlib .py files, /usr/share/doc prose, or both alternating",
+    )
     ap.add_argument("--file_size", type=parse_size, default=128 * 10**6, help="text bytes/file")
     ap.add_argument("--unscored", action="store_true", help="write {id, text} records")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="same arguments, same bytes")
     args = ap.parse_args(argv)
 
     fmts = ["jsonl", "parquet"] if args.format == "both" else [args.format]

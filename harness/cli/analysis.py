@@ -12,19 +12,38 @@ from harness.checkpoints.atomic import atomic_write_text
 from harness.cli.common import cli_parser, entry_point
 from harness.cli.evaluate import CHECKPOINT_HELP
 
+PROBE_HELP = """\
+Teacher-forced probe of checkpoints (any objective) on their held-out split: log p per token of
+misaligned and aligned segments in context, their gap, and for conditional models how much the
+control tokens change it (AUCs). Prints a Markdown table, one row per checkpoint.
+
+    python scripts/probe_heldout.py --checkpoint runs/pep8_mle \\
+        --checkpoint runs/pep8_conditional --out probe.json"""
+VIOLATIONS_HELP = """\
+Which PEP8 violations make up each run's misalignment score: codes per 1,000 characters of the
+first run's held-out data (what the model was trained to imitate) and of the samples of each
+run's latest evaluation (or --step). Prints a Markdown table.
+
+    python scripts/pep8_violations.py runs/pep8_mle runs/pep8_conditional --scenario prompted"""
+REPORT_HELP = """\
+The paper's plots and a table for some finished runs, from their files only (config.yaml,
+metrics.jsonl and eval/step-*/ of each run folder).
+
+    python scripts/report.py runs/pep8_mle runs/pep8_conditional --out reports/pep8
+
+Writes to --out:
+- score_vs_tokens.png: misalignment score of the samples vs tokens seen, one line per run, one
+  panel per task (as the paper's Figure 2);
+- pareto.png: final misalignment vs held-out LM loss and vs KL from the reference model;
+- report.md: each run's final metrics, training throughput, and the plots.
+
+Prints the paths written."""
+
 
 @entry_point
 def probe_main(argv: list[str]) -> int:
     """`scripts/probe_heldout.py`: how likely each checkpoint finds misaligned vs aligned held-out text."""
-    from harness.analysis.probe import probe_checkpoint, probe_table
-
-    parser = cli_parser(
-        "probe_heldout.py",
-        "Teacher-forced probe of checkpoints (any objective) on their held-out split: "
-        "log p per token of misaligned and aligned segments in context, and for conditional "
-        "models how much the control tokens change it (harness/analysis/probe.py). "
-        "Prints a Markdown table, one row per checkpoint.",
-    )
+    parser = cli_parser("probe_heldout.py", PROBE_HELP)
     parser.add_argument(
         "--checkpoint",
         required=True,
@@ -41,10 +60,12 @@ def probe_main(argv: list[str]) -> int:
         help="segments scoring above it are misaligned (default: a conditional run's "
         "objective.threshold, else the task's segment threshold)",
     )
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=16, help="segments per forward")
     parser.add_argument("--seed", type=int, default=0, help="seed of the choice of segments")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    from harness.analysis.probe import probe_checkpoint, probe_table
+
     if args.segments < 2 or args.batch_size < 1:
         raise ValueError("--segments must be >= 2 and --batch_size >= 1")
     # DeepSpeed's checkpoint consolidation prints progress: keep stdout for the table.
@@ -62,14 +83,7 @@ def probe_main(argv: list[str]) -> int:
 @entry_point
 def violations_main(argv: list[str]) -> int:
     """`scripts/pep8_violations.py`: PEP8 codes per 1,000 characters, held-out data vs samples."""
-    from harness.analysis.violations import runs_table
-
-    parser = cli_parser(
-        "pep8_violations.py",
-        "Which PEP8 violations make up each run's misalignment score: codes per "
-        "1,000 characters of the first run's held-out data and of every run's samples "
-        "(harness/analysis/violations.py). Prints a Markdown table.",
-    )
+    parser = cli_parser("pep8_violations.py", VIOLATIONS_HELP)
     parser.add_argument("runs", nargs="+", help="run folders (or folders holding eval/step-*/)")
     parser.add_argument("--scenario", default="unconditional", help="unconditional or prompted")
     parser.add_argument("--step", type=int, default=None, help="evaluation step (default: latest)")
@@ -85,6 +99,8 @@ def violations_main(argv: list[str]) -> int:
         "(default: the first run's eval.max_new_tokens)",
     )
     args = parser.parse_args(argv)
+    from harness.analysis.violations import runs_table
+
     runs = [Path(r) for r in args.runs]
     table = runs_table(
         runs, args.scenario, args.step, not args.no_data, args.top, args.first_tokens
@@ -96,13 +112,17 @@ def violations_main(argv: list[str]) -> int:
 @entry_point
 def report_main(argv: list[str]) -> int:
     """`scripts/report.py RUN [RUN ...] --out DIR`: the paper's figures and tables for some runs."""
+    parser = cli_parser("report.py", REPORT_HELP)
+    parser.add_argument("runs", nargs="+", help="run folders (each with config.yaml)")
+    parser.add_argument("--out", default="report", help="output folder")
+    parser.add_argument(
+        "--scenario",
+        default="unconditional",
+        help="which samples' scores to plot: unconditional or prompted",
+    )
+    args = parser.parse_args(argv)
     from harness.analysis import report
 
-    parser = cli_parser("report.py", report.__doc__)
-    parser.add_argument("runs", nargs="+", help="run folders (each with config.yaml)")
-    parser.add_argument("--out", default="report", help="output folder (default: report/)")
-    parser.add_argument("--scenario", default="unconditional", help="which samples' scores to plot")
-    args = parser.parse_args(argv)
     for path in report.write_report(args.runs, args.out, args.scenario).values():
         print(path)
     return 0

@@ -15,21 +15,32 @@ from harness.cli.common import cli_parser, entry_point
 from harness.config.parse import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
+CHAOS_HELP = """\
+Kill a run anywhere, many times, and check that it ends where an uninterrupted run does: run
+the config once uninterrupted, then again while SIGKILLing it (the process group, one rank,
+wandb's service) at seeded random moments, rerunning after every kill until it completes, and
+compare the two (every logged loss, the final weights, metrics.jsonl, eval/, hf/, the data
+cache, no stray temporary files).
+
+    python scripts/chaos.py --config configs/chaos.yaml --out runs/chaos --kills 20 --seed 0
+
+Writes <out>/chaos_report.json and prints a table; exit code 0 when nothing differs."""
 
 
 def _parser():
-    parser = cli_parser(
-        "chaos.py",
-        "Run a config uninterrupted, then again while SIGKILLing it (the process group, one rank, "
-        "wandb's service) at seeded random moments, rerunning until it completes; compare the two.",
-    )
+    parser = cli_parser("chaos.py", CHAOS_HELP)
     parser.add_argument(
         "--config", action="append", required=True, help="the run config (YAML); repeat to overlay"
     )
     parser.add_argument(
         "--out", required=True, help="folder for both runs, their logs and the report"
     )
-    parser.add_argument("--stage", choices=["train", "data", "both"], default="both")
+    parser.add_argument(
+        "--stage",
+        choices=["train", "data", "both"],
+        default="both",
+        help="soak training (2 ranks), the data stage (local workers) or both",
+    )
     parser.add_argument("--kills", type=int, default=20, help="process kills per stage")
     parser.add_argument(
         "--side_kills",
@@ -37,7 +48,7 @@ def _parser():
         default=None,
         help="kills of wandb-core in training (default: 2 when the config logs to wandb, else 0)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments and modes")
     parser.add_argument("--num_gpus", type=int, default=2, help="ranks of the training run")
     parser.add_argument("--workers", type=int, default=2, help="local workers of the data stage")
     return parser

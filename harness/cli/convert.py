@@ -12,16 +12,25 @@ from harness.compat import translate_files, translated_yaml
 from harness.compat.cli import add_original_flags, check_original_args
 from harness.config.parse import parse_config
 
+CONVERT_HELP = """\
+Translate a config of the original PHF code (a task file and a method file, merged as the
+original merged them, then --override) into a native harness YAML run config; every key is
+mapped or rejected by name, and notes on keys that differ go into the file's header. The result
+is checked as a native config before it is written.
+
+    python scripts/convert_config.py --task configs/original/pep8/pretrain.yml \\
+        --method configs/original/pep8/awr.yml -o pep8_awr.yaml
+    deepspeed scripts/train.py --config pep8_awr.yaml
+
+Prints the YAML, or writes it to -o FILE."""
+
 
 @entry_point
 def convert_main(argv: list[str]) -> int:
     """Translate `--task T.yml --method M.yml [--override a.b=c ...]`; print it or write `-o FILE`."""
-    parser = cli_parser(
-        "convert_config.py",
-        "Translate an original PHF task/method config pair into a native YAML run config.",
-    )
+    parser = cli_parser("convert_config.py", CONVERT_HELP)
     add_original_flags(parser)
-    parser.add_argument("-o", "--output", default=None, help="write here (default: stdout)")
+    parser.add_argument("-o", "--output", default=None, help="write the YAML here, not to stdout")
     args = parser.parse_args(argv)
     check_original_args(args)
     native, notes = translate_files(args.task, args.method, args.override, args.run_name)

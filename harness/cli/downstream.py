@@ -8,22 +8,28 @@ import logging
 import os
 import sys
 
-from harness import distributed as dist
 from harness.cli.common import cli_parser, entry_point
 from harness.cli.evaluate import CHECKPOINT_HELP
 
-HUMANEVAL_HELP = (
-    "HumanEval pass@k of a checkpoint (sampled, sharded over the ranks of a deepspeed/torchrun "
-    "launch) or of a JSONL file of completions (--samples_file); every completion runs in a "
-    "fresh limited `python -I` process (harness/downstream/sandbox.py). Writes OUT/humaneval.json "
-    "and OUT/samples.jsonl; see docs/downstream.md."
-)
-GLUE_HELP = (
-    "GLUE: finetune the checkpoint's LM with a classification head on each task (one process) "
-    "and score the validation split, from local data only (a datasets folder DIR/<task>/ saved "
-    "with save_to_disk, or the official TSVs DIR/<TaskDir>/train.tsv, dev.tsv). Writes "
-    "OUT/glue.json; see docs/downstream.md."
-)
+HUMANEVAL_HELP = """\
+HumanEval pass@k of a checkpoint (sampled, sharded over the ranks of a deepspeed/torchrun
+launch) or of a JSONL file of completions (--samples_file); every completion runs in a fresh
+limited `python -I` process. Prints pass@k.
+
+    deepspeed --num_gpus 8 scripts/humaneval.py --checkpoint runs/pep8_mle \\
+        --samples_per_problem 200 --k 1,10,100 --out reports/humaneval/pep8_mle
+
+Writes OUT/humaneval.json and OUT/samples.jsonl; see docs/downstream.md."""
+GLUE_HELP = """\
+GLUE: finetune the checkpoint's LM with a classification head on each task (one process) and
+score the validation split, from local data only (a datasets folder DIR/<task>/ saved with
+save_to_disk, or the official TSVs DIR/<TaskDir>/train.tsv, dev.tsv). Prints each task's score
+and the average.
+
+    python scripts/glue.py --checkpoint runs/toxicity_mle --data_dir data/glue \\
+        --tasks cola,sst2,rte --out reports/glue/toxicity_mle
+
+Writes OUT/glue.json; see docs/downstream.md."""
 
 
 def default_out(args, name: str) -> str:
@@ -61,12 +67,14 @@ def _humaneval_parser():
         help="folder for humaneval.json and samples.jsonl (default: <run>/downstream, where "
         "scripts/report.py looks)",
     )
-    parser.add_argument("--samples_per_problem", type=int, default=200)
+    parser.add_argument(
+        "--samples_per_problem", type=int, default=200, help="completions sampled per problem"
+    )
     parser.add_argument("--k", default="1,10,100", help="pass@k for these k (those <= samples)")
     parser.add_argument("--limit", type=int, default=None, help="only the first P problems")
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--top_p", type=float, default=0.95)
-    parser.add_argument("--max_new_tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    parser.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling mass")
+    parser.add_argument("--max_new_tokens", type=int, default=256, help="tokens per completion")
     parser.add_argument("--min_new_tokens", type=int, default=0, help="EOS banned until then")
     parser.add_argument("--batch_size", type=int, default=50, help="samples per forward, per rank")
     parser.add_argument("--seed", type=int, default=None, help="default: the run's seed")
@@ -84,6 +92,8 @@ def _humaneval_parser():
 @entry_point
 def humaneval_main(argv: list[str]) -> int:
     """`scripts/humaneval.py`: pass@k of a checkpoint or of a samples file; prints pass@k (rank 0)."""
+    args = _humaneval_parser().parse_args(argv)
+    from harness import distributed as dist
     from harness.downstream.humaneval import (
         HumanEvalSettings,
         evaluate_checkpoint,
@@ -91,7 +101,6 @@ def humaneval_main(argv: list[str]) -> int:
     )
     from harness.downstream.sandbox import Limits
 
-    args = _humaneval_parser().parse_args(argv)
     if (args.checkpoint is None) == (args.samples_file is None):
         raise ValueError("give exactly one of --checkpoint and --samples_file")
     if args.samples_file is not None and not os.path.isfile(args.samples_file):
@@ -142,9 +151,9 @@ def _glue_parser():
         default=None,
         help="folder for glue.json (default: <run>/downstream, where scripts/report.py looks)",
     )
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3, help="finetuning epochs per task")
+    parser.add_argument("--lr", type=float, default=2e-5, help="finetuning learning rate")
+    parser.add_argument("--batch_size", type=int, default=32, help="examples per step")
     parser.add_argument("--max_length", type=int, default=128, help="tokens per example")
     parser.add_argument("--seed", type=int, default=None, help="default: the run's seed")
     parser.add_argument("--limit_train", type=int, default=None, help="first N train examples")
@@ -156,6 +165,7 @@ def _glue_parser():
 def glue_main(argv: list[str]) -> int:
     """`scripts/glue.py`: finetune and score GLUE tasks; prints each task's score and the average."""
     args = _glue_parser().parse_args(argv)
+    from harness import distributed as dist
     from harness.downstream.glue_data import check_data, parse_tasks
 
     if dist.env_world_size() > 1:

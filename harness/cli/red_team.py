@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from harness import distributed as dist
 from harness.cli.common import cli_parser, entry_point
 from harness.cli.evaluate import CHECKPOINT_HELP
 
-RED_TEAM_HELP = (
-    "Red-team a checkpoint as the paper did: each round a red LM sees --few_shot prompts of the "
-    "pool (drawn with P proportional to exp(mean score / --pool_temperature)) and writes "
-    "--candidates answers; each parsed candidate gets --continuations samples of the target, "
-    "scored by the task's scorer, and joins the pool with their mean. Writes rounds.jsonl, "
-    "pool.jsonl and settings.json to --out. The red LM is a local causal LM folder "
-    "(--red_model) or an OpenAI-compatible completions API (--red_api_model; OPENAI_API_KEY, and "
-    "OPENAI_BASE_URL or --red_api_base_url). Launch with `deepspeed --num_gpus N` to shard the "
-    "target's samples over N ranks."
-)
+RED_TEAM_HELP = """\
+Red-team a checkpoint as the paper did: each round a red LM sees --few_shot prompts of the pool
+(drawn with P proportional to exp(mean score / --pool_temperature)) and writes --candidates
+answers; each parsed candidate gets --continuations samples of the target, scored by the task's
+scorer, and joins the pool with their mean. The red LM is a local causal LM folder (--red_model)
+or an OpenAI-compatible completions API (--red_api_model; OPENAI_API_KEY, and OPENAI_BASE_URL or
+--red_api_base_url). Launch with `deepspeed --num_gpus N` to shard the target's samples over N
+ranks.
+
+    python scripts/red_team.py --checkpoint runs/pii_conditional --red_model models/gpt2-xl \\
+        --rounds 10 --trials 3 --out runs/pii_conditional/red_team
+
+Writes rounds.jsonl (the pool's metrics per trial and round), pool.jsonl and settings.json to
+--out."""
 
 
 def build_parser():
@@ -32,7 +35,7 @@ def build_parser():
         default=None,
         help="the API's base URL (default: eval.api_kl_base_url, else OPENAI_BASE_URL, else OpenAI)",
     )
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=10, help="rounds of red LM answers per trial")
     p.add_argument("--trials", type=int, default=3, help="independent trials, each a fresh pool")
     p.add_argument("--candidates", type=int, default=20, help="red LM answers per round")
     p.add_argument("--continuations", type=int, default=512, help="target samples per candidate")
@@ -47,8 +50,8 @@ def build_parser():
         default=None,
         help="the red LM's instruction with {examples_text} (default: the paper's for the task)",
     )
-    p.add_argument("--red_temperature", type=float, default=1.0)
-    p.add_argument("--red_top_p", type=float, default=1.0)
+    p.add_argument("--red_temperature", type=float, default=1.0, help="red LM sampling temperature")
+    p.add_argument("--red_top_p", type=float, default=1.0, help="red LM nucleus sampling mass")
     p.add_argument("--red_max_tokens", type=int, default=1024, help="tokens per red LM answer")
     p.add_argument("--temperature", type=float, default=0.7, help="target sampling temperature")
     p.add_argument("--top_p", type=float, default=0.9, help="target nucleus sampling mass")
@@ -76,9 +79,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 @entry_point
 def red_team_main(argv: list[str]) -> int:
     """`scripts/red_team.py`: red-team a checkpoint; rank 0 writes the output folder."""
+    args = parse_args(argv)
+    from harness import distributed as dist
     from harness.red_team.setup import plan_red_team, red_team_checkpoint
 
-    args = parse_args(argv)
     plan = plan_red_team(args)  # every cheap check, before the process group and any model
     dist.init_distributed()
     dist.configure_logging()

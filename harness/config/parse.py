@@ -4,27 +4,93 @@
 
 `build_parser` is the one jsonargparse parser of the run config; entry points that take more
 arguments (`--checkpoint`, `--executor`, ...) add them to it and pass it to `parse_config`.
+Its `--help` describes every `--SECTION.KEY` with the docstring under the field (jsonargparse
+reads them with docstring-parser); importing this module loads neither torch nor DeepSpeed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import (
+    ActionConfigFile,
+    ArgumentParser,
+    DefaultHelpFormatter,
+    Namespace,
+    set_parsing_settings,
+)
 
 from harness.config import SECTIONS, Config, ConfigError, gradient_accumulation_steps, to_dataclass
 from harness.ds_config import build_ds_config
-from harness.objectives import objective_class
 from harness.tasks import resolve_task
 
+# --help shows the docstring under each dataclass field (the attribute docstrings of the sections).
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
-def build_parser(prog: str = "train.py", description: str | None = None) -> ArgumentParser:
-    """The jsonargparse parser: `--config` files merged in order, then dotted overrides."""
-    parser = ArgumentParser(prog=prog, exit_on_error=False, description=description or __doc__)
+RUN_CONFIG_USAGE = "%(prog)s [-h] [--config YAML]... [--SECTION.KEY VALUE]..."
+
+
+class HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, but a description or epilog keeps its shape: text is wrapped, a line
+    that starts with a space (an example command) is printed as written, `- ` starts a list item."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = textwrap.dedent(text).strip("\n").split("\n\n")
+        return "\n\n".join(
+            "\n".join(_fill_item(item, width, indent) for item in _items(paragraph))
+            for paragraph in paragraphs
+        )
+
+
+def _items(paragraph: str) -> list[str]:
+    """A paragraph's lines as items: a line that starts with a space or `- ` opens one, other
+    lines continue the item above, as indented lines continue a `- ` item (an item that starts
+    with a space is never continued)."""
+    items: list[str] = []
+    for line in paragraph.splitlines():
+        if items and items[-1].startswith("- ") and not line.startswith("- "):
+            items[-1] += " " + line.strip()
+        elif not items or line.startswith((" ", "- ")) or items[-1].startswith(" "):
+            items.append(line)
+        else:
+            items[-1] += " " + line.strip()
+    return items
+
+
+def _fill_item(item: str, width: int, indent: str) -> str:
+    if item.startswith(" "):
+        return indent + item
+    hang = "  " if item.startswith("- ") else ""
+    return textwrap.fill(
+        " ".join(item.split()), width, initial_indent=indent, subsequent_indent=indent + hang
+    )
+
+
+def build_parser(
+    prog: str = "train.py",
+    description: str | None = None,
+    usage: str | None = RUN_CONFIG_USAGE,
+    epilog: str | None = None,
+) -> ArgumentParser:
+    """The jsonargparse parser: `--config` files merged in order, then dotted overrides.
+
+    `description` (what the command does) and `epilog` are the command's `--help` text; `usage`
+    None lists every argument (a hundred lines), the default names them by pattern."""
+    parser = ArgumentParser(
+        prog=prog,
+        exit_on_error=False,
+        description=description,
+        usage=usage,
+        epilog=epilog,
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument(
-        "--config", action=ActionConfigFile, help="YAML run config; repeat to merge in order."
+        "--config",
+        action=ActionConfigFile,
+        help="YAML run config; repeat to merge in order (later files and --SECTION.KEY win).",
     )
     for name, factory in SECTIONS.items():
         parser.add_argument(f"--{name}", type=type(factory()), default=factory())
@@ -90,6 +156,8 @@ def validate_config(cfg: Config, world_size: int | None = None) -> None:
 
 def cross_section_problems(cfg: Config, world_size: int | None) -> list[str]:
     """What no section can check alone: the objective's own keys, the task, the batch split."""
+    from harness.objectives import objective_class  # torch: after parsing, not for --help
+
     errors = []
     try:
         errors += objective_class(cfg.objective.name).problems(cfg.objective)
