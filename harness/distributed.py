@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from harness.console import OncePerLaunch
+
 
 def free_port() -> int:
     """An unused TCP port on localhost (the launcher's default 29500 collides between runs)."""
@@ -154,6 +156,13 @@ def all_gather_list(items: list[Any]) -> list[Any]:
     return [item for part in all_gather_object(items) for item in part]
 
 
+def filter_console() -> None:
+    """Warnings and errors once per launch on every handler of the root logger."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, OncePerLaunch) for f in handler.filters):
+            handler.addFilter(OncePerLaunch())
+
+
 def configure_logging() -> None:
     """INFO on rank 0, WARNING elsewhere, one format."""
     # The launcher's RANK is known before the process group exists (the data plan logs first).
@@ -170,6 +179,7 @@ def configure_logging() -> None:
         force=True,
     )
     logging.getLogger("harness").setLevel(level)
+    filter_console()
     # One line per request at INFO from the HTTP client would drown the log; warnings stay.
     for name in ("httpx", "httpx2", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from harness import distributed as dist
 from harness.checkpoints.atomic import atomic_write_text, remove_leftovers
@@ -41,7 +42,13 @@ from harness.data.tokenizer import tokenizer_fingerprint
 from harness.ds_config import build_ds_config
 from harness.evaluation.evaluate import evaluate_during_training
 from harness.evaluation.runner import eval_scorer
-from harness.faults import StopRequest, install_signal_handlers, params_finite, stop_requested
+from harness.faults import (
+    StopRequest,
+    install_signal_handlers,
+    interrupts_save,
+    params_finite,
+    stop_requested,
+)
 from harness.hub_refs import resolve_run_refs
 from harness.metrics import MetricsLogger, peak_tflops
 from harness.model import (
@@ -53,6 +60,7 @@ from harness.model import (
     pretrained_rows,
 )
 from harness.objectives import build_objective
+from harness.run_folder import check_run_paths, hold_run_lock, say_done
 
 log = logging.getLogger("harness")
 
@@ -69,6 +77,7 @@ class Run:
     metrics: MetricsLogger
     start_step: int
     tokens_seen: int
+    step: int = 0  # the last step trained (fit)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -90,6 +99,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 def setup(cfg: Config) -> Run:
     """Initialise processes, data, model and DeepSpeed engine; resume when a checkpoint exists."""
     dist.configure_logging()
+    check_run_paths(cfg)  # every folder the run writes, before any data work
+    hold_run_lock(cfg.run.output_dir)  # one live run per folder
     resolve_run_refs(cfg)  # hf: tokenizer and model.path -> local folders, at a recorded commit
     # The corpus plan comes from metadata only: a bad path or an unreachable Hub data set fails
     # here, in seconds, before DeepSpeed starts.
@@ -324,19 +335,34 @@ def fit(run: Run) -> dict[str, float]:
         bar = tqdm(
             total=steps, initial=run.start_step, desc="train", unit="step", dynamic_ncols=True
         )
+    with interrupts_save(), logging_redirect_tqdm(loggers=[logging.getLogger()]):
+        dist.filter_console()  # the bar's handler too
+        try:
+            return _fit_steps(run, steps, tokens_per_step, peak, bar)
+        finally:
+            if bar is not None:
+                bar.close()  # before the last lines, once
+            run.metrics.close()
+
+
+def _fit_steps(run: Run, steps: int, tokens_per_step: int, peak: float, bar) -> dict[str, float]:
+    cfg = run.cfg
     last: dict[str, float] = {}
     window_start, window_tokens = time.perf_counter(), 0
     bad_steps = 0
     step = run.start_step
+    label = f"{cfg.objective.name}_loss"  # the objective's loss (eval/lm_loss is the LM's)
     while step < steps:
+        StopRequest.step = step + 1
         out = train_step(run)
         step += 1
+        run.step = step
         run.tokens_seen += tokens_per_step
         window_tokens += tokens_per_step
         bad_steps = _check_step_finite(run, step, out, bad_steps)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{out['loss']:.4f}")
+            bar.set_postfix({label: f"{out['loss']:.4f}"})
         # Step 1 and every `every_steps`: a resumed run logs the steps an uninterrupted one would.
         if step % cfg.logging.every_steps == 0 or step == steps or step == 1:
             last = _log_record(
@@ -349,11 +375,10 @@ def fit(run: Run) -> dict[str, float]:
                     *(step, steps, out["loss"], last["lr"], last["tokens_per_s"]),
                 )
             window_start, window_tokens = time.perf_counter(), 0
+        if step == steps and bar is not None:
+            bar.close()  # the final evaluation, save and export log below a finished bar
         if _end_of_step(run, step, out["stop_requested"] > 0, last):
             break
-    if bar is not None:
-        bar.close()
-    run.metrics.close()
     return last
 
 
@@ -378,8 +403,9 @@ def _end_of_step(run: Run, step: int, stop: bool, last: dict[str, float]) -> boo
         export_after_training(cfg)  # <output_dir>/hf unless eval.export_hf is false
         return False
     if stop or stop_at:
+        name = StopRequest.signal_name or "a stop signal on another rank"
         why = (
-            f"received {StopRequest.signal_name or 'a stop signal on another rank'}"
+            ("received " + name if name.startswith(("SIG", "a stop")) else name)
             if stop
             else "train.stop_at_step"
         )
@@ -396,10 +422,25 @@ def train(cfg: Config) -> dict[str, float]:
     """Set up and train a run to its end (resuming if possible)."""
     run = setup(cfg)
     if run.start_step >= total_steps(cfg):
-        log.info("run already complete at step %d", run.start_step)
+        if run.start_step > total_steps(cfg):  # e.g. a longer run's folder under a smaller budget
+            log.warning(
+                "run.output_dir %s already holds a run at step %d, past this budget of %d steps "
+                "(%s): nothing to do; choose another run.output_dir or raise the budget",
+                cfg.run.output_dir,
+                run.start_step,
+                total_steps(cfg),
+                "train.max_steps" if cfg.train.max_steps is not None else "train.max_tokens",
+            )
+        else:
+            log.info("run already complete at step %d", run.start_step)
         # The attempt that saved the last checkpoint may have died while exporting it.
         if dist.broadcast_object(cfg.eval.export_hf and not hf_dir(cfg.run.output_dir).is_dir()):
             export_after_training(cfg)
         run.metrics.close()
+        say_done(cfg.run.output_dir, run.start_step)
         return {}
-    return fit(run)
+    last = fit(run)
+    if run.step == total_steps(cfg):
+        say_done(cfg.run.output_dir, run.step)
+    return last
+

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.checkpoints.atomic import atomic_write_text
 from harness.hub import hub_error, offline, resolve_commit, retry_seconds, split_ref, with_retries
+from harness.run_folder import launch_rank
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,6 @@ TOKENIZER_HINT = (
     "(or data.tokenizer: null to train a BPE on the corpus)"
 )
 MODEL_HINT = "save it with model.save_pretrained(folder) and set model.path to that folder"
-
-
-def launch_rank() -> int:
-    """This process's rank in its launch, known before the process group exists."""
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
 
 def read_record(out_dir: str | Path) -> dict[str, Any]:

@@ -73,6 +73,8 @@ class MetricsLogger:
                     mode=mode,
                     config=config_to_dict(cfg),
                     resume="allow",
+                    # No 30-line run summary at the end: the run's own last line says where it is.
+                    settings=wandb.Settings(quiet=True),
                 )
             except Exception as err:  # a logging backend must never stop training
                 log.warning("wandb disabled: %s", err)

@@ -119,6 +119,7 @@ def test_changed_added_or_removed_source_is_an_error_naming_it(tmp_path):
     data = DataConfig(corpus=str(root))
     pinned = tmp_path / "scored"
     pinned.mkdir()
+    (pinned / "manifest.json").write_text("{}")  # scoring finished: its shards must not mix
     plan = make_plan(data)
     (pinned / "plan.json").write_text(plan.to_json())
     assert load_or_make_plan(data, pinned).fingerprint == plan.fingerprint
@@ -138,6 +139,16 @@ def test_changed_added_or_removed_source_is_an_error_naming_it(tmp_path):
     (root / "f0.py").unlink()
     with pytest.raises(ValueError, match="f0.py was removed"):
         load_or_make_plan(data, pinned)
+
+
+def test_an_unfinished_scoring_is_planned_again_after_its_corpus_changed(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [{"text": f"a{i}"} for i in range(5)])
+    data = DataConfig(corpus=str(tmp_path / "a.jsonl"))
+    pinned = tmp_path / "scored"
+    pinned.mkdir()
+    (pinned / "plan.json").write_text(make_plan(data).to_json())  # no manifest: it stopped
+    write_jsonl(tmp_path / "a.jsonl", [{"text": f"b{i}"} for i in range(7)])  # fixed
+    assert load_or_make_plan(data, pinned).fingerprint == make_plan(data).fingerprint
 
 
 def test_plan_round_trips_through_json(tmp_path):

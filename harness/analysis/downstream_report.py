@@ -6,7 +6,7 @@
 
 An entry's path is a `humaneval.json` or `glue.json` (scripts/humaneval.py, scripts/glue.py) or a
 folder holding either or both. Bars are coloured by the objective the files record (the
-objectives' fixed colours, as in harness.analysis.report).
+objectives' fixed colours, as in harness.analysis.figures).
 """
 
 from __future__ import annotations

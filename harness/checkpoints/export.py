@@ -168,7 +168,15 @@ def export_hf(
     provenance = {k: v for k, v in (state or {}).items() if k in keep}
 
     def write(tmp: Path) -> None:
-        lm.save_pretrained(str(tmp), safe_serialization=True)
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a bar for one shard: noise in the run's log
+        try:
+            lm.save_pretrained(str(tmp), safe_serialization=True)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(str(tmp))
         if value_head is not None:
             head = {

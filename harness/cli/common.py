@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from jsonargparse import ArgumentParser
 
-from harness.config.parse import strip_launcher_args
+from harness.config.parse import HelpFormatter, strip_launcher_args
+from harness.console import first_to_say, print_error_once, quiet_known_noise
 from harness.evaluation.openai_client import OpenAIError
 
 # Bad input, reported as one line: a config key, a missing file, an unreachable API.
@@ -32,17 +33,25 @@ def entry_point(main: Callable[[list[str]], int]) -> Callable[[list[str] | None]
     def wrapped(argv: list[str] | None = None) -> int:
         process_defaults()
         args = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
+        quiet_known_noise()
         try:
             return main(args)
         except INPUT_ERRORS as err:
             if os.environ.get("PHF_TRACEBACK"):
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            print_error_once(str(err))  # every rank meets it; the console gets it once
             return 2
+        except KeyboardInterrupt:  # Ctrl-C before training (the training loop saves instead)
+            if first_to_say("interrupted"):
+                print("interrupted", file=sys.stderr, flush=True)
+            return 130
 
     return wrapped
 
 
 def cli_parser(prog: str, description: str | None) -> ArgumentParser:
-    """A jsonargparse parser whose errors reach `entry_point` (one line, exit code 2)."""
-    return ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    """A jsonargparse parser whose errors reach `entry_point` (one line, exit code 2); its --help
+    keeps the description's example commands and lists as written (`HelpFormatter`)."""
+    return ArgumentParser(
+        prog=prog, description=description, exit_on_error=False, formatter_class=HelpFormatter
+    )

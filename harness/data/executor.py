@@ -31,6 +31,11 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def launch_rank() -> int:
+    """This process's rank in the launch's process group (0 without one)."""
+    return _rank_world()[0]
+
+
 POLL_S = 0.5
 # An error file older than this when a rank starts waiting is from an earlier launch.
 STALE_ERROR_S = 120.0

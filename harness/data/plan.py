@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
 import sysconfig
@@ -31,6 +32,8 @@ from typing import Any
 from harness.config import DataConfig
 from harness.data.hub import hub_units, remote_count
 from harness.data.units import Unit, record_file_units, stat_source
+
+log = logging.getLogger(__name__)
 
 PLAN_VERSION = 1
 RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -343,6 +346,19 @@ def load_or_make_plan(data: DataConfig, folder: Path) -> CorpusPlan:
     pinned = Path(folder) / "plan.json"
     if pinned.is_file():
         plan = CorpusPlan.from_json(pinned.read_text())
-        check_sources(plan, Path(folder), list_sources(data))
+        try:
+            check_sources(plan, Path(folder), list_sources(data))
+        except ValueError as err:
+            if (Path(folder) / "manifest.json").is_file():
+                raise  # a completed scoring never mixes with new text
+            # Scoring stopped before it finished (a bad record, a kill) and the corpus changed
+            # since, e.g. the bad record was fixed: nothing was published, so plan it again;
+            # `pin_job` clears the unfinished job's files.
+            log.info("%s; scoring had not finished, so the corpus is planned again", _first(err))
+            return make_plan(data)
         return plan
     return make_plan(data)
+
+
+def _first(err: Exception) -> str:
+    return str(err).split(" since the corpus", 1)[0]

@@ -70,6 +70,7 @@ from harness.evaluation.scenarios import (
     build_scenarios,
     control_prefix_ids,
 )
+from harness.faults import stop_requested
 from harness.scoring import build_scorer
 from harness.tasks import resolve_task
 
@@ -347,10 +348,14 @@ def evaluate_model(
         ctx.notes.append(f"frac_above_threshold skipped: no eval.threshold for task {task.name!r}")
     results: dict[str, float] = {}
     all_records: list[dict[str, Any]] = []
+    device = next(ctx.lm.parameters()).device
     for scenario in scenarios:
         records = run_scenario(ctx, scenario, scorer)
         all_records += records
         results.update(scenario_metrics(ctx, scenario, records))
+        if stop_requested(device):  # all ranks agree here: the run saves instead of sampling on
+            log.info("step %d: stop requested; the rest of this evaluation is skipped", step)
+            return {}
     results.update(heldout_lm_loss(ctx))
     kl_api, api_records = api_kl(ctx, api_samples)
     results.update(kl_api)

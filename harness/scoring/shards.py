@@ -33,7 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 from harness.checkpoints.atomic import atomic_write_bytes
 from harness.config import DataConfig
 from harness.data.corpus import read_unit, text_digest
-from harness.data.executor import publish_once, run_in_launch, task_done
+from harness.data.executor import launch_rank, publish_once, run_in_launch, task_done, wait_for
 from harness.data.plan import CorpusPlan
 from harness.scoring.base import build_scorer, make_record
 
@@ -240,6 +240,9 @@ def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     pin = folder / "scoring.json"
     wanted = job.to_dict()
+    if launch_rank() == 0 and pin.is_file() and not (folder / "manifest.json").is_file():
+        if json.loads(pin.read_text()) != wanted:
+            clear_unfinished_job(folder)  # an unfinished job of a corpus since changed
 
     def write_pin(tmp: Path) -> None:
         for stale in folder.glob("**/.*.tmp*"):  # left by a run killed mid-write
@@ -248,6 +251,13 @@ def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
         tmp.write_text(json.dumps(wanted, indent=2))
 
     publish_once(pin, write_pin, folder / "datatrove", "the scoring job's scoring.json")
+    if launch_rank() != 0 and not (folder / "manifest.json").is_file():
+        # Rank 0 may be replacing an unfinished job's pin: wait for the one of this job.
+        wait_for(
+            lambda: _read_pin(pin) == wanted,
+            folder / "datatrove",
+            "the scoring job's scoring.json",
+        )
     have = json.loads(pin.read_text())
     diffs = [k for k in wanted if have.get(k) != wanted[k]]
     if diffs:
@@ -258,6 +268,27 @@ def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
             f"data.scored_dir {folder} holds shards of another scoring job ({detail}). "
             "Use another data.scored_dir (or delete the folder) instead of mixing them."
         )
+
+
+def _read_pin(pin: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(pin.read_text())
+    except (OSError, ValueError):  # not there (yet, or being replaced)
+        return None
+
+
+def clear_unfinished_job(folder: Path) -> None:
+    """Remove what an unfinished scoring job left (pin, plan, shards, task markers): never a
+    folder with a manifest, whose shards a run may read."""
+    import shutil
+
+    if (folder / "manifest.json").is_file():
+        raise RuntimeError(f"{folder} holds a finished scoring job")
+    log.info("clearing the unfinished scoring job in %s (its corpus changed)", folder)
+    for name in ("scoring.json", "plan.json"):
+        (folder / name).unlink(missing_ok=True)
+    for sub in ("data", "index", "datatrove"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
 
 
 def scoring_pipeline(folder: Path, data: DataConfig, scorer: str, options: dict[str, Any]) -> list:
