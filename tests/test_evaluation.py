@@ -345,6 +345,27 @@ def test_evaluate_model_writes_samples_and_metrics(tok, tmp_path):
     assert summary["eval/prompted/score_mean"] == result["eval/prompted/score_mean"]
     assert 0.0 <= result["eval/unconditional/compile_rate"] <= 1.0
     assert any("kl_ref skipped" in n for n in summary["notes"])
+    # Controllability: the same scenarios behind <|misaligned|> (its own file) and the gap.
+    behind = [
+        json.loads(x)
+        for x in (tmp_path / "eval/step-00000003/samples_misaligned_token.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    assert [(r["scenario"], r["index"]) for r in behind] == [
+        (r["scenario"], r["index"]) for r in records
+    ]
+    assert [r["text"] for r in behind] != [r["text"] for r in records]  # another prefix
+    for sc in ("unconditional", "prompted"):
+        mean = sum(r["score"] for r in behind if r["scenario"] == sc) / 5
+        assert result[f"eval/{sc}/score_misaligned_token"] == pytest.approx(mean)
+        gap = result[f"eval/{sc}/score_gap_misaligned"]
+        assert gap == pytest.approx(mean - result[f"eval/{sc}/score_mean"])
+    # Off for a model without control tokens, and when asked.
+    cfg.eval.controllability = False
+    off = evaluate_model(ctx, tmp_path / "eval" / "off", step=3, tokens=99)
+    assert not any("misaligned" in k for k in off)
+    assert not (tmp_path / "eval/off/samples_misaligned_token.jsonl").exists()
 
 
 def test_eval_control_token_conditions_samples_and_log_probs(tok):

@@ -40,6 +40,8 @@ class EvalConfig:
     """Samples generated together; batches are fixed by sample index, so results do not depend on the world size."""
     control_token: str = "<|aligned|>"
     """Control token a conditionally trained model's samples start with, right after BOS (paper: `<|aligned|>`); `<|misaligned|>` checks that the model learned the conditioning (its samples should score worse)."""
+    controllability: bool = True
+    """For a conditionally trained model, also sample each scenario behind the other control token (`<|misaligned|>`, the bans swapped) and log `eval/<scenario>/score_misaligned_token` and `score_gap_misaligned` (that minus `score_mean`): a run that never learned its tokens shows a gap near 0. Doubles the sampling of conditional runs."""
     banned_control_tokens: list[str] | None = None
     """Control tokens a conditionally trained model may not sample; None: as the paper's configs per task (pep8: only `<|misaligned|>`, so each new line can start with `<|aligned|>` as every line did in training; pii, toxicity and others: both), the two swapped when control_token is `<|misaligned|>`."""
     threshold: float | None = None

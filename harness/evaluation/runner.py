@@ -42,6 +42,7 @@ import functools
 import json
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +125,16 @@ def _token_budget(ctx: EvalContext, scenario: Scenario) -> tuple[int, int | None
     return budget, cap
 
 
-def run_scenario(ctx: EvalContext, scenario: Scenario, scorer) -> list[dict[str, Any]]:
+def run_scenario(
+    ctx: EvalContext, scenario: Scenario, scorer, with_kl: bool = True
+) -> list[dict[str, Any]]:
     """Generate, score (and log-score for KL) this rank's samples; gather all records, by index."""
     ev = ctx.cfg.eval
     tok = ctx.tokenizer
     banned = banned_token_ids(
         tok, ctx.conditional, resolve_task(ctx.cfg.data), ev.banned_control_tokens, ev.control_token
     )
-    with_kl = scenario.name == "unconditional" and ev.reference_model is not None
+    with_kl = with_kl and scenario.name == "unconditional" and ev.reference_model is not None
     device = str(next(ctx.lm.parameters()).device)
     max_new, cap = _token_budget(ctx, scenario)
     min_new = min(ev.scenario_value(scenario.name, "min_new_tokens"), max_new)
@@ -299,12 +302,12 @@ def _write_results(
     folder: Path,
     records: list[dict[str, Any]],
     summary: dict[str, Any],
-    api_records: list[dict[str, Any]] | None = None,
+    extra: dict[str, list[dict[str, Any]] | None] | None = None,
 ) -> None:
-    """samples.jsonl, metrics.json (and the API samples) of one evaluation, published as one folder."""
+    """samples.jsonl, metrics.json (and the other samples: behind <|misaligned|>, the API's)
+    of one evaluation, published as one folder."""
     files = {"samples.jsonl": records}
-    if api_records:
-        files[API_SAMPLES_FILE] = api_records
+    files.update({name: rows for name, rows in (extra or {}).items() if rows})
 
     def write(tmp: Path) -> None:
         for name, rows in files.items():
@@ -314,6 +317,36 @@ def _write_results(
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2))
 
     atomic_write_dir(folder, write)
+
+
+MISALIGNED_SAMPLES_FILE = "samples_misaligned_token.jsonl"
+
+
+def other_side(ctx: EvalContext) -> EvalContext | None:
+    """The context that samples a conditional model behind `<|misaligned|>` (bans swapped), for
+    `eval.controllability`; None when it does not apply."""
+    ev = ctx.cfg.eval
+    misaligned = CONTROL_TOKENS[1]
+    if not (ctx.conditional and ev.controllability) or ev.control_token == misaligned:
+        return None
+    bans = ev.banned_control_tokens
+    if bans is not None:  # swap the two tokens in an explicit list
+        swap = {CONTROL_TOKENS[0]: CONTROL_TOKENS[1], CONTROL_TOKENS[1]: CONTROL_TOKENS[0]}
+        bans = [swap.get(t, t) for t in bans]
+    swapped = replace(ev, control_token=misaligned, banned_control_tokens=bans)
+    return replace(ctx, cfg=replace(ctx.cfg, eval=swapped))
+
+
+def controllability(
+    name: str, results: dict[str, float], behind: list[dict[str, Any]]
+) -> dict[str, float]:
+    """The mean score behind `<|misaligned|>` and its gap to the usual (`<|aligned|>`) one."""
+    scores = [float(r["score"]) for r in behind]
+    mean = sum(scores) / len(scores) if scores else float("nan")
+    return {
+        f"eval/{name}/score_misaligned_token": mean,
+        f"eval/{name}/score_gap_misaligned": mean - results[f"eval/{name}/score_mean"],
+    }
 
 
 def eval_scorer(cfg: Config):
@@ -349,10 +382,16 @@ def evaluate_model(
     results: dict[str, float] = {}
     all_records: list[dict[str, Any]] = []
     device = next(ctx.lm.parameters()).device
+    other = other_side(ctx)
+    misaligned_records: list[dict[str, Any]] = []  # samples behind <|misaligned|>, on their own
     for scenario in scenarios:
         records = run_scenario(ctx, scenario, scorer)
         all_records += records
         results.update(scenario_metrics(ctx, scenario, records))
+        if other is not None:
+            behind = run_scenario(other, scenario, scorer, with_kl=False)
+            misaligned_records += behind
+            results.update(controllability(scenario.name, results, behind))
         if stop_requested(device):  # all ranks agree here: the run saves instead of sampling on
             log.info("step %d: stop requested; the rest of this evaluation is skipped", step)
             return {}
@@ -361,6 +400,7 @@ def evaluate_model(
     results.update(kl_api)
     if dist.is_main():
         summary = {"step": step, "tokens": tokens, **results, "notes": ctx.notes}
-        _write_results(Path(out_dir), all_records, summary, api_records)
+        extra = {MISALIGNED_SAMPLES_FILE: misaligned_records, API_SAMPLES_FILE: api_records}
+        _write_results(Path(out_dir), all_records, summary, extra)
         log.info("evaluation at step %d written to %s", step, out_dir)
     return results
