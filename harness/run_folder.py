@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import json
@@ -78,7 +79,9 @@ def hold_run_lock(output_dir: str | Path) -> None:
     folder = str(Path(output_dir).resolve())
     if launch_rank() != 0 or folder in _held:
         return
-    os.makedirs(folder, exist_ok=True)
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+        atexit.register(_remove_if_unused, folder)  # a first launch that failed leaves no folder
     fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -109,6 +112,16 @@ def hold_run_lock(output_dir: str | Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
     _held[folder] = fd  # released by the kernel when this process exits
+
+
+def _remove_if_unused(folder: str) -> None:
+    """At exit: the run folder this process created, when it holds nothing but the lock."""
+    try:
+        if set(os.listdir(folder)) <= {LOCK_NAME}:
+            os.unlink(os.path.join(folder, LOCK_NAME))
+            os.rmdir(folder)
+    except OSError:
+        pass
 
 
 def say_done(output_dir: str | Path, step: int) -> None:

@@ -200,7 +200,7 @@ def test_a_hub_that_keeps_failing_ends_in_bounded_time_naming_the_file(hub, tmp_
     server.fail("train.jsonl.gz", status=503, times=-1)
     try:
         cfg = hub_config(tmp_path, corpus=f"hf:{JSONL}")
-        proc = run("score.py", ["--config", str(cfg)], hub, tmp_path, PHF_HUB_RETRY_SECONDS="5")
+        proc = run("score.py", ["--config", str(cfg)], hub, tmp_path, PHF_HUB_RETRY_SECONDS="1")
     finally:
         server.clear_faults()
     line = error_line(proc)
