@@ -31,8 +31,9 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def launch_rank() -> int:
-    """This process's rank in the launch's process group (0 without one)."""
+def group_rank() -> int:
+    """This process's rank in the launch's process group (0 without one; `run_folder.launch_rank`
+    reads the launcher's environment instead, before the group exists)."""
     return _rank_world()[0]
 
 

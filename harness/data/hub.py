@@ -32,11 +32,6 @@ CORPUS_HINT = (
 COMMIT_IN_URL = re.compile(r"@([0-9a-f]{40})/")
 
 
-def split_revision(spec: str) -> tuple[str, str | None]:
-    """`name@revision` -> (name, revision); a bare name has no revision."""
-    return split_ref(spec)
-
-
 def _hub_error(spec: str, err: Exception) -> ValueError:
     return hub_error("data.corpus", f"hf:{spec}", err, CORPUS_HINT)
 
@@ -76,7 +71,7 @@ def _remote_sizes(spec: str) -> tuple[str | None, dict[str, int]]:
 def hub_units(spec: str, sources: dict[str, list[int]]) -> list[Unit]:
     """The units of `hf:<spec>`: Arrow files of a saved data set, else the builder's train files
     (a Hub data set's revision resolved to a commit first: every unit names that commit)."""
-    name, revision = split_revision(spec)
+    name, revision = split_ref(spec)
     if (Path(name) / "state.json").is_file():
         return _saved_units(Path(name), spec, sources)
     commit, sizes = (None, {}) if Path(name).is_dir() else _remote_sizes(spec)

@@ -33,7 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 from harness.checkpoints.atomic import atomic_write_bytes
 from harness.config import DataConfig
 from harness.data.corpus import read_unit, text_digest
-from harness.data.executor import launch_rank, publish_once, run_in_launch, task_done, wait_for
+from harness.data.executor import group_rank, publish_once, run_in_launch, task_done, wait_for
 from harness.data.plan import CorpusPlan
 from harness.scoring.base import build_scorer, make_record
 
@@ -240,7 +240,7 @@ def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     pin = folder / "scoring.json"
     wanted = job.to_dict()
-    if launch_rank() == 0 and pin.is_file() and not (folder / "manifest.json").is_file():
+    if group_rank() == 0 and pin.is_file() and not (folder / "manifest.json").is_file():
         if json.loads(pin.read_text()) != wanted:
             clear_unfinished_job(folder)  # an unfinished job of a corpus since changed
 
@@ -251,7 +251,7 @@ def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
         tmp.write_text(json.dumps(wanted, indent=2))
 
     publish_once(pin, write_pin, folder / "datatrove", "the scoring job's scoring.json")
-    if launch_rank() != 0 and not (folder / "manifest.json").is_file():
+    if group_rank() != 0 and not (folder / "manifest.json").is_file():
         # Rank 0 may be replacing an unfinished job's pin: wait for the one of this job.
         wait_for(
             lambda: _read_pin(pin) == wanted,
