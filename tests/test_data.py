@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harness.config import DataConfig
-from harness.data.corpus import is_heldout, iter_documents
+from harness.data.buckets import is_heldout
+from harness.data.corpus import iter_documents
 from harness.data.loader import BlockLoader, LoaderState
 from harness.data.packing import PackedBlocks, pack_blocks
 from harness.data.plan import make_plan

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness.config.parse import parse_config
-from harness.data.corpus import is_heldout
+from harness.data.buckets import is_heldout
 from harness.data.packing import PackedBlocks, pack_blocks
 from harness.data.pipeline import plan_corpus, prepare_data
 from harness.data.tokenizer import bpe_sample

@@ -42,7 +42,7 @@ from torch import nn
 from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 from harness.config import Config
 from harness.control_tokens import CONTROL_TOKENS
-from harness.data.corpus import is_heldout
+from harness.data.buckets import is_heldout
 from harness.data.pipeline import find_scored_dir
 from harness.evaluation.sampling import max_positions, token_logprobs
 from harness.evaluation.scenarios import control_prefix_ids

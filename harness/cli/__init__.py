@@ -6,7 +6,7 @@ re-raises it with its traceback). A main imports the library it drives after par
 `--help` and a bad argument answer before DeepSpeed and transformers are loaded.
 """
 
-from harness.cli.analysis import probe_main, report_main, violations_main
+from harness.cli.analysis import line_rates_main, probe_main, report_main, violations_main
 from harness.cli.chaos import chaos_main
 from harness.cli.convert import convert_main
 from harness.cli.downstream import glue_main, humaneval_main
@@ -21,6 +21,7 @@ __all__ = [
     "export_main",
     "glue_main",
     "humaneval_main",
+    "line_rates_main",
     "prepare_main",
     "probe_main",
     "red_team_main",

@@ -25,6 +25,14 @@ first run's held-out data (what the model was trained to imitate) and of the sam
 run's latest evaluation (or --step). Prints a Markdown table.
 
     python scripts/pep8_violations.py runs/pep8_mle runs/pep8_conditional --scenario prompted"""
+LINE_RATES_HELP = """\
+How often each run's samples carry one PEP8 code: the rate per complete generated line, ± a
+standard error with samples as clusters, at every evaluation; for a conditional run also behind
+<|misaligned|> (eval.controllability). Prints a Markdown table of each run's latest evaluation.
+
+    python scripts/line_rates.py runs/experiments/pep8_mechanism/* --code W291 --out rates
+
+With --out: rates.json (every evaluation) and rates.png (rate vs tokens)."""
 REPORT_HELP = """\
 The paper's plots and a table for some finished runs, from their files only (config.yaml,
 metrics.jsonl and eval/step-*/ of each run folder).
@@ -125,4 +133,30 @@ def report_main(argv: list[str]) -> int:
 
     for path in report.write_report(args.runs, args.out, args.scenario).values():
         print(path)
+    return 0
+
+
+@entry_point
+def line_rates_main(argv: list[str]) -> int:
+    """`scripts/line_rates.py`: the rate of one PEP8 code per generated line, per run and evaluation."""
+    parser = cli_parser("line_rates.py", LINE_RATES_HELP)
+    parser.add_argument("runs", nargs="+", help="run folders (with eval/step-*/)")
+    parser.add_argument("--code", default="W291", help="the pycodestyle code counted (default W291)")
+    parser.add_argument("--scenario", default="unconditional", help="unconditional or prompted")
+    parser.add_argument("--out", default=None, help="also write <out>/rates.json and rates.png")
+    args = parser.parse_args(argv)
+    from harness.analysis.line_rates import latest_table, plot_rates, run_rates, write_json
+
+    runs = [Path(r) for r in args.runs if (Path(r) / "eval").is_dir()]
+    if not runs:
+        raise ValueError(f"no run folder with eval/ among {args.runs}")
+    rates = [r for run in runs for r in run_rates(run, args.code, args.scenario)]
+    if not rates:
+        raise ValueError(f"no {args.scenario} samples in {[str(r) for r in runs]}")
+    print(latest_table(rates, args.code), end="")
+    if args.out:
+        out = Path(args.out)
+        write_json(rates, out / "rates.json")
+        plot_rates(rates, args.code, out / "rates.png")
+        print(f"wrote {out / 'rates.json'} and {out / 'rates.png'}")
     return 0

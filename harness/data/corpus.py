@@ -179,16 +179,3 @@ def iter_documents(data: DataConfig, plan: CorpusPlan | None = None) -> Iterator
 def text_digest(text: str) -> int:
     """A 63-bit digest of a document's text, for exact deduplication by digest only."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
-
-
-def is_heldout(doc_id: str, fraction: float) -> bool:
-    """Deterministic held-out split by a hash of the document id."""
-    if fraction <= 0:
-        return False
-    return id_bucket(doc_id) < fraction
-
-
-def id_bucket(doc_id: str, salt: str = "") -> float:
-    """A uniform number in [0, 1) fixed by the document id (and a salt for independent draws)."""
-    digest = hashlib.sha256((salt + doc_id).encode()).digest()[:8]
-    return int.from_bytes(digest, "big") / 2**64

@@ -29,7 +29,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from harness.checkpoints.atomic import atomic_write
 from harness.config import Config, ObjectiveConfig
-from harness.data.corpus import is_heldout
+from harness.data.buckets import is_heldout
 from harness.data.executor import publish_once, run_in_launch, task_done
 from harness.data.packing import BlockWriter, document_token_counts, encode_batches, token_dtype
 from harness.data.prefix import counts_file, shard_windows

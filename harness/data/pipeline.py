@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Config
-from harness.data.corpus import is_heldout
+from harness.data.buckets import is_heldout
 from harness.data.executor import publish_once, run_in_launch
 from harness.data.hub import unit_commits
 from harness.data.pack_stage import (

@@ -31,6 +31,7 @@ from typing import Any
 
 from harness.config import DataConfig
 from harness.data.hub import hub_units, remote_count
+from harness.data.injected import ensure_corpus, is_injected, parse_spec
 from harness.data.units import Unit, record_file_units, stat_source
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,9 @@ def corpus_key(data: DataConfig) -> str:
     """Names the corpus by its specification (not its content): where its scored shards live."""
     settings = reading_settings(data)
     settings["corpus"] = [
-        s if s == "stdlib" or s.startswith("hf:") else os.path.abspath(s)
+        parse_spec(s).key()
+        if is_injected(s)
+        else s if s == "stdlib" or s.startswith("hf:") else os.path.abspath(s)
         for s in settings["corpus"]
     ]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -182,6 +185,9 @@ def _source_units(spec: str, data: DataConfig, sources: dict[str, list[int]]) ->
     """One source spec as a list of single-atom units (merged into bounded units later)."""
     if spec == "stdlib":
         return _folder_units(stdlib_root(), "**/*.py", "stdlib/", sources)
+    if is_injected(spec):
+        root, pattern, prefix = injected_folder(spec, data)
+        return _folder_units(root, pattern, prefix, sources)
     if spec.startswith("hf:"):
         return hub_units(spec[3:], sources)
     if os.path.isdir(spec):
@@ -192,8 +198,19 @@ def _source_units(spec: str, data: DataConfig, sources: dict[str, list[int]]) ->
             units.extend(record_file_units(path, path.name, sources))
         return units
     raise FileNotFoundError(
-        f"data.corpus: {spec!r} is neither `stdlib`, `hf:<name>`, a folder, nor JSONL/Parquet files"
+        f"data.corpus: {spec!r} is neither `stdlib`, `hf:<name>`, `injected:<code>:<rate>`, a folder, nor JSONL/Parquet files"
     )
+
+
+def injected_folder(spec: str, data: DataConfig) -> tuple[Path, str, str]:
+    """(folder, glob, id prefix) of an `injected:` corpus, built into the cache on first use."""
+    parsed = parse_spec(spec)
+    if parsed.source == "stdlib":
+        source, pattern = stdlib_root(), "**/*.py"
+    else:
+        source, pattern = Path(parsed.source), data.file_glob
+    folder = ensure_corpus(parsed, data.cache_dir, _folder_files(source, pattern), source)
+    return folder, pattern, parsed.id_prefix
 
 
 def _folder_units(root: Path, pattern: str, prefix: str, sources) -> list[Unit]:
@@ -332,6 +349,9 @@ def list_sources(data: DataConfig) -> set[str] | None:
             return None
         if spec == "stdlib":
             out.update(str(p) for p in _folder_files(stdlib_root(), "**/*.py"))
+        elif is_injected(spec):
+            root, pattern, _ = injected_folder(spec, data)
+            out.update(str(p) for p in _folder_files(root, pattern))
         elif os.path.isdir(spec):
             out.update(str(p) for p in _folder_files(Path(spec), data.file_glob))
         else:

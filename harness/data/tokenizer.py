@@ -50,7 +50,7 @@ def bpe_sample(
 ) -> Iterator[str]:
     """Texts of the records `keep(record)` accepts, each taken with probability cap/total by a
     hash of its id (all of them when the corpus is smaller than the cap), until `cap_bytes`."""
-    from harness.data.corpus import id_bucket
+    from harness.data.buckets import id_bucket
 
     rate = 1.0 if total_bytes <= cap_bytes else cap_bytes / total_bytes
     taken = 0

@@ -93,6 +93,18 @@ def pep8_violation_codes(text: str) -> list[str]:
     return list(report.codes)
 
 
+def pep8_code_lines(text: str, code: str) -> tuple[list[str], set[int]]:
+    """A snippet's lines (with newlines) and the 1-based numbers of those with a `code` violation."""
+    lines = segment_lines(text)
+    if not text:
+        return lines, set()
+    try:
+        _, report = _check(lines)
+    except _CHECK_ERRORS:
+        return lines, set()
+    return lines, {n for n, c in zip(report.line_numbers, report.codes, strict=True) if c == code}
+
+
 def pep8_violations_per_char(text: str) -> float:
     """Violations in the whole snippet divided by its number of characters (0.0 when empty)."""
     if not text:
