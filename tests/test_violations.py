@@ -4,7 +4,12 @@ import json
 
 import pytest
 
-from harness.analysis.violations import codes_table, count_codes, scored_sample_texts
+from harness.analysis.violations import (
+    codes_table,
+    count_codes,
+    data_codes,
+    scored_sample_texts,
+)
 from harness.checkpoints.layout import find_eval_dir
 from harness.cli import violations_main
 from harness.scoring.pep8 import PEP8Scorer, pep8_violation_codes
@@ -42,6 +47,17 @@ def test_codes_table_rows_and_rest() -> None:
     assert other[0] == pytest.approx(a.per_kchar("W292"), abs=0.005)
     assert other[1] == pytest.approx(b.per_kchar("E203") + b.per_kchar("E231"), abs=0.005)
     assert rows[4][1].strip() == f"**{a.per_kchar():.2f}**"
+
+
+def test_data_codes_row_sums_only_what_the_data_labels() -> None:
+    data = count_codes(["x=1\n" * 50 + "a  = 2\n"])  # E225 x50 (a code of the data), E221 x1
+    run = count_codes(["x=1\n", "import os\ny = 1\nimport re\n", "z=3"])  # E225 x2, E402, W292
+    assert data_codes(data, floor=1.0) == {"E225", "E221"}  # E221: 1 in 207 chars = 4.8 per 1,000
+    assert data_codes(data, floor=5.0) == {"E225"}
+    table = codes_table({"data": data, "run": run}, top=1, data_column="data")
+    row = next(r for r in table.splitlines() if "the data's" in r).split("|")[1:-1]
+    assert row[0].strip() == "**the data's 2 codes**"  # E225 and E221 at the default floor
+    assert row[2].strip() == f"**{run.per_kchar('E225'):.2f}**"  # not E402 or W292
 
 
 def _write_eval(run, step: int, rows: list[dict]) -> None:
