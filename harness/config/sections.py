@@ -51,7 +51,7 @@ class DataConfig:
     """Corpus, scoring and packing into fixed-length token blocks."""
 
     corpus: str | list[str] = "stdlib"
-    """`stdlib` (Python standard library), a folder of files, JSONL/Parquet files or a glob, `hf:<name>[@revision]` (a Hub data set, a local data folder, or a `save_to_disk` folder), or a list of these (read in order)."""
+    """`stdlib` (Python standard library), a folder of files, JSONL/Parquet files or a glob, `hf:<name>[@revision]` (a Hub data set, a local data folder, or a `save_to_disk` folder), `injected:<code>:<rate>[:<folder>]` (the stdlib or a folder of code with a PEP8 violation injected on that mean share of lines, e.g. `injected:W291:0.3`), or a list of these (read in order)."""
     text_field: str = "text"
     """Field holding the document text in JSONL/Parquet/HF corpora."""
     file_glob: str = "**/*.py"
