@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from harness.config import Config, ModelConfig
-from harness.data.tokenizer import load_tokenizer
+from harness.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from harness.analysis.probe import heldout_records
 from harness.checkpoints.inference import config_from_checkpoint, read_state, resolve_checkpoint
 from harness.checkpoints.layout import find_eval_dir
 from harness.data.pipeline import find_scored_dir
-from harness.data.tokenizer import load_tokenizer
 from harness.scoring.pep8 import pep8_violation_codes
+from harness.tokenizer import load_tokenizer
 
 
 @dataclass

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints.atomic import LEFTOVER_RE
+from harness.atomic import LEFTOVER_RE
 from harness.checkpoints.training import verify_checkpoint
 
 TIMING_KEYS = frozenset({"tokens_per_s", "mfu"})

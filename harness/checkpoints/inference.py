@@ -23,10 +23,10 @@ from torch import nn
 from harness.checkpoints.layout import TAG_RE, checkpoints_dir
 from harness.checkpoints.training import find_resumable, verify_checkpoint
 from harness.config import Config
-from harness.config.parse import parse_config
-from harness.data.tokenizer import load_tokenizer
 from harness.model import LossModel, build_model
 from harness.objectives import build_objective
+from harness.run_config import parse_config
+from harness.tokenizer import load_tokenizer
 
 
 @dataclass

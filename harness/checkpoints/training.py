@@ -37,7 +37,7 @@ import torch
 import xxhash
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write, atomic_write_text
+from harness.atomic import atomic_write, atomic_write_text
 from harness.checkpoints.layout import TAG_RE, tag_for
 
 

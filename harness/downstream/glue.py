@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.downstream.glue_data import (
     TASKS,
     GlueSplit,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from harness.control_tokens import control_prefix_ids
 from harness.evaluation.api_kl import model_logprobs, reading_segmenter, text_ids
 from harness.evaluation.context import EvalContext
 from harness.evaluation.sampling import (
@@ -13,7 +14,6 @@ from harness.evaluation.sampling import (
     sample_seed,
     sequence_logprobs,
 )
-from harness.evaluation.scenarios import control_prefix_ids
 
 
 @functools.lru_cache(maxsize=2)

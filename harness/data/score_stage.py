@@ -30,7 +30,7 @@ from typing import Any
 from datatrove.data import Document as TroveDocument
 from datatrove.pipeline.base import PipelineStep
 
-from harness.checkpoints.atomic import atomic_write_bytes
+from harness.atomic import atomic_write_bytes
 from harness.config import DataConfig
 from harness.data.corpus import read_unit, text_digest
 from harness.data.executor import group_rank, publish_once, run_in_launch, task_done, wait_for
