@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import deepspeed
 import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -190,7 +191,6 @@ def _build_engine(
     cfg: Config, module: LossModel, ds_config: dict[str, Any], state: dict[str, Any] | None
 ) -> tuple[Any, LoaderState, int, int]:
     """(DeepSpeed engine, loader state, start step, tokens seen), restored from `state` if given."""
-    import deepspeed
 
     root = checkpoints_dir(cfg.run.output_dir)
     load_tag = None
@@ -443,4 +443,3 @@ def train(cfg: Config) -> dict[str, float]:
     if run.step == total_steps(cfg):
         say_done(cfg.run.output_dir, run.step)
     return last
-

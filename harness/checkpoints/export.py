@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
+from transformers.utils import logging as hf_logging
 
 from harness import distributed as dist
 from harness.atomic import atomic_write_dir
@@ -158,7 +160,6 @@ def export_hf(
     eval_metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write `out_dir` (weights, config, tokenizer, model card, value head) atomically."""
-    from safetensors.torch import save_file
 
     _generation_config(lm, cfg, tokenizer)
     card = model_card(cfg, lm, state or {}, value_head is not None, eval_metrics)
@@ -166,7 +167,6 @@ def export_hf(
     provenance = {k: v for k, v in (state or {}).items() if k in keep}
 
     def write(tmp: Path) -> None:
-        from transformers.utils import logging as hf_logging
 
         shown = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # a bar for one shard: noise in the run's log

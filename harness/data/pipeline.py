@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.config import Config
 from harness.data.bpe import bpe_cache_file, bpe_sample
 from harness.data.buckets import is_heldout
@@ -106,7 +108,6 @@ def bpe_file(cfg: Config, corpus_fp: str) -> Path:
 
 def train_tokenizer(cfg: Config, scored: Path, manifest: dict[str, Any], out_file: Path) -> None:
     """Train the BPE on a sample of the training split, streamed from the shards."""
-    import numpy as np
 
     keep_mask = None
     if cfg.data.dedup:
