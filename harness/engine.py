@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import deepspeed
 import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write_text, remove_leftovers
+from harness.atomic import atomic_write_text, remove_leftovers
 from harness.checkpoints.export import export_after_training
 from harness.checkpoints.layout import checkpoints_dir, hf_dir
 from harness.checkpoints.resume import check_resumable, check_tokenizer
@@ -38,7 +39,6 @@ from harness.config import (
 )
 from harness.data.loader import BlockLoader, LoaderState
 from harness.data.pipeline import DataBundle, plan_corpus, prepare_data
-from harness.data.tokenizer import tokenizer_fingerprint
 from harness.ds_config import build_ds_config
 from harness.evaluation.evaluate import evaluate_during_training
 from harness.evaluation.runner import eval_scorer
@@ -61,6 +61,7 @@ from harness.model import (
 )
 from harness.objectives import build_objective
 from harness.run_folder import check_run_paths, hold_run_lock, say_done
+from harness.tokenizer import tokenizer_fingerprint
 
 log = logging.getLogger("harness")
 
@@ -190,7 +191,6 @@ def _build_engine(
     cfg: Config, module: LossModel, ds_config: dict[str, Any], state: dict[str, Any] | None
 ) -> tuple[Any, LoaderState, int, int]:
     """(DeepSpeed engine, loader state, start step, tokens seen), restored from `state` if given."""
-    import deepspeed
 
     root = checkpoints_dir(cfg.run.output_dir)
     load_tag = None
@@ -443,4 +443,3 @@ def train(cfg: Config) -> dict[str, float]:
     if run.step == total_steps(cfg):
         say_done(cfg.run.output_dir, run.step)
     return last
-

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.hub import hub_error, offline, resolve_commit, retry_seconds, split_ref, with_retries
 from harness.run_folder import launch_rank
 

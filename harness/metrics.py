@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from harness.checkpoints.atomic import atomic_write
+from harness.atomic import atomic_write
 from harness.config import Config, config_to_dict
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import deepspeed
 import torch
 from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from harness.config import Config, ModelConfig
-from harness.data.tokenizer import load_tokenizer
+from harness.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,6 @@ def build_model(
     mcfg: ModelConfig, vocab_size: int, seq_len: int, seed: int, eos_token_id: int | None = None
 ) -> nn.Module:
     """A transformers causal LM, from scratch (seeded) or loaded from a local folder."""
-    from transformers import AutoConfig, AutoModelForCausalLM
 
     attention = {"attn_implementation": mcfg.resolved_attn_implementation()}
     if mcfg.path is not None and not mcfg.from_scratch:
@@ -189,13 +190,14 @@ class LossModel(nn.Module):
         self.objective = objective
         self.value_head = value_head
         body = backbone(lm)
-        self._body = (torch.compile(body),) if compile_backbone else (body,)  # a tuple: not a submodule
+        self._body = (
+            (torch.compile(body),) if compile_backbone else (body,)
+        )  # a tuple: not a submodule
         out = lm.get_output_embeddings()
         if getattr(out, "bias", None) is not None:
             raise ValueError(
                 f"{type(lm).__name__}: output layer with bias is not supported by the fused loss"
             )
-        import deepspeed
 
         # Used outside its owning module's forward: let ZeRO-3 gather it for ours.
         deepspeed.zero.register_external_parameter(self, out.weight)

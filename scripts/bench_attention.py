@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench_loss import _current_rss_bytes, _sync  # noqa: E402  (scripts/ is this script's folder)
 
-from harness.checkpoints.atomic import atomic_write_text  # noqa: E402
+from harness.atomic import atomic_write_text  # noqa: E402
 from harness.config import ModelConfig  # noqa: E402
 from harness.model import build_model  # noqa: E402
 

@@ -103,7 +103,7 @@ def disk_mb(path: Path) -> float:
 RELAUNCH = """
 import sys, time, json
 t0 = time.perf_counter()
-from harness.config.parse import parse_config
+from harness.run_config import parse_config
 from harness.data.pipeline import plan_corpus, prepare_data
 from harness.objectives import build_objective
 import transformers  # noqa: F401 (imported by any training launch anyway: not the data stage's cost)
@@ -214,8 +214,8 @@ def bench_scoring(docs: int, workers: list[int], repeats: int = 3) -> dict:
     from harness.data.corpus import iter_documents
     from harness.data.executor import local_executor
     from harness.data.plan import make_plan
+    from harness.data.score_stage import ScoringJob, pin_job, scoring_pipeline
     from harness.scoring import build_scorer
-    from harness.scoring.shards import ScoringJob, pin_job, scoring_pipeline
 
     data = DataConfig(corpus="stdlib", max_documents=docs, num_shards=16)
     plan = make_plan(data)

@@ -219,7 +219,7 @@ def attention_of(log: Path) -> str | None:
 
 def vocab_of(workdir: Path) -> int | None:
     """Size of the BPE the preparation trained (the model's vocabulary: no control tokens here)."""
-    from harness.data.tokenizer import load_tokenizer
+    from harness.tokenizer import load_tokenizer
 
     found = sorted((workdir / "cache" / "tokenizers").glob("*/tokenizer.json"))
     return len(load_tokenizer(found[0])) if found else None
@@ -227,7 +227,7 @@ def vocab_of(workdir: Path) -> int | None:
 
 def write_json(path: Path | None, result: dict[str, Any]) -> None:
     """Rewrite the JSON through a temporary file and a rename (a killed run leaves the last one)."""
-    from harness.checkpoints.atomic import atomic_write_text
+    from harness.atomic import atomic_write_text
 
     if path is not None:
         atomic_write_text(path, json.dumps(result, indent=1))

@@ -439,7 +439,7 @@ def render(workdir: Path, dry_run: bool, note: str = "", command: str = "") -> s
 
 def main(argv: list[str] | None = None) -> int:
     """Write the report of --workdir to --out (temporary file + rename)."""
-    from harness.checkpoints.atomic import atomic_write_text
+    from harness.atomic import atomic_write_text
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, required=True, help="what gpu_check.sh left")

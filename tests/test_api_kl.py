@@ -19,11 +19,12 @@ import torch
 import yaml
 
 from harness.config import Config, EvalConfig, ModelConfig, ObjectiveConfig
-from harness.data.tokenizer import CONTROL_TOKENS, load_tokenizer, train_bpe
+from harness.control_tokens import CONTROL_TOKENS
 from harness.evaluation.api_kl import API_SAMPLES_FILE
 from harness.evaluation.openai_client import OpenAIError
 from harness.evaluation.runner import EvalContext, evaluate_model
 from harness.model import build_model
+from harness.tokenizer import load_tokenizer, train_bpe
 from tests.test_compat import StubAPI
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from harness.checkpoints.atomic import atomic_write_text, remove_leftovers, temp_path
+from harness.atomic import atomic_write_text, remove_leftovers, temp_path
 from harness.checkpoints.inference import resolve_checkpoint
 from harness.checkpoints.layout import eval_dir, find_eval_dir, step_of, tag_for
 from harness.checkpoints.resume import check_resumable, check_tokenizer
@@ -16,7 +16,7 @@ from harness.checkpoints.training import (
     verify_checkpoint,
 )
 from harness.config import config_to_yaml
-from harness.config.parse import parse_config as parse
+from harness.run_config import parse_config as parse
 
 
 def fake_checkpoint(root, step, payload=b"0123456789"):

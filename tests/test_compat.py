@@ -29,7 +29,6 @@ from harness.compat import translate_files, translate_original_cli
 from harness.compat.keys import IGNORED, ignored_reason
 from harness.compat.original import merge_configs, parse_override_value
 from harness.config import Config, ConfigError
-from harness.config.parse import parse_config
 from harness.evaluation.openai_client import (
     CompletionsClient,
     OpenAIError,
@@ -37,6 +36,7 @@ from harness.evaluation.openai_client import (
     forward_kl,
     sample_completions,
 )
+from harness.run_config import parse_config
 from harness.tasks import BUILTIN_TASKS
 
 ROOT = Path(__file__).resolve().parent.parent

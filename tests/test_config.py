@@ -8,7 +8,7 @@ import yaml
 
 from harness.cli import train_main
 from harness.config import ConfigError, gradient_accumulation_steps, total_steps
-from harness.config.parse import parse_config
+from harness.run_config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

@@ -11,7 +11,7 @@ from harness.data.corpus import iter_documents
 from harness.data.loader import BlockLoader, LoaderState
 from harness.data.packing import PackedBlocks, pack_blocks
 from harness.data.plan import make_plan
-from harness.data.tokenizer import EOS, load_tokenizer, train_bpe
+from harness.tokenizer import EOS, load_tokenizer, train_bpe
 
 TEXTS = [
     "def add(a, b):\n    return a + b\n",

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from harness.config import ConfigError
-from harness.config.parse import parse_config
 from harness.ds_config import build_ds_config
+from harness.run_config import parse_config
 
 
 def cfg_from(tmp_path: Path, data: dict, world_size: int = 1):

@@ -10,10 +10,10 @@ import json
 import pytest
 
 from harness import distributed as dist
-from harness.config.parse import parse_config
 from harness.distributed import free_port
 from harness.engine import train
 from harness.hub_refs import resolve_run_refs
+from harness.run_config import parse_config
 from tests.integration.launch import read_metrics, tiny_config
 
 
@@ -107,9 +107,9 @@ def test_finetuning_a_pretrained_run_adds_control_tokens_and_counts_tokens_from_
 ):
     import torch
 
-    from harness.data.tokenizer import load_tokenizer
     from harness.model import build_model, pretrained_rows
     from harness.objectives import build_objective
+    from harness.tokenizer import load_tokenizer
 
     pre = run_config(tmp_path, "pre", "--train.max_steps", "2", "--eval.export_hf", "true")
     train(pre)

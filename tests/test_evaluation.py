@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.config import Config, EvalConfig, ModelConfig, ObjectiveConfig
-from harness.data.tokenizer import CONTROL_TOKENS, load_tokenizer, train_bpe
+from harness.control_tokens import CONTROL_TOKENS, control_prefix_ids
 from harness.evaluation import metrics as M
 from harness.evaluation.sampling import (
     generate_batch,
@@ -16,17 +16,12 @@ from harness.evaluation.sampling import (
     sample_seed,
     sequence_logprobs,
 )
-from harness.evaluation.scenarios import (
-    Scenario,
-    banned_token_ids,
-    build_scenarios,
-    control_prefix_ids,
-    load_prompts,
-)
+from harness.evaluation.scenarios import Scenario, build_scenarios, load_prompts
 from harness.model import LossModel, build_model
 from harness.objectives import build_objective
 from harness.tasks import BUILTIN_TASKS, PROMPTS_DIR
 from harness.tasks.base import ScorerTask
+from harness.tokenizer import load_tokenizer, train_bpe
 
 PEP8, PII = BUILTIN_TASKS["pep8"](), BUILTIN_TASKS["pii"]()
 
@@ -287,23 +282,23 @@ def test_conditional_models_start_aligned_and_ban_control_tokens(tok):
     vocab = tok.get_vocab()
     assert control_prefix_ids(tok, True) == [tok.eos_token_id, vocab[CONTROL_TOKENS[0]]]
     assert control_prefix_ids(tok, False) == [tok.eos_token_id]
-    assert sorted(banned_token_ids(tok, True, ScorerTask("mypkg.Scorer"))) == sorted(
+    assert sorted(ScorerTask("mypkg.Scorer").banned_token_ids(tok, True)) == sorted(
         vocab[t] for t in CONTROL_TOKENS
     )
-    assert sorted(banned_token_ids(tok, True, PII)) == sorted(vocab[t] for t in CONTROL_TOKENS)
+    assert sorted(PII.banned_token_ids(tok, True)) == sorted(vocab[t] for t in CONTROL_TOKENS)
     # pep8 as the paper's configs: only <|misaligned|>, so each line can start with <|aligned|>
-    assert banned_token_ids(tok, True, PEP8) == [vocab["<|misaligned|>"]]
-    assert banned_token_ids(tok, True, PEP8, ["<|aligned|>", "<|misaligned|>"]) == [
+    assert PEP8.banned_token_ids(tok, True) == [vocab["<|misaligned|>"]]
+    assert PEP8.banned_token_ids(tok, True, ["<|aligned|>", "<|misaligned|>"]) == [
         vocab["<|aligned|>"],
         vocab["<|misaligned|>"],
     ]
-    assert banned_token_ids(tok, False, PII) == []
-    assert banned_token_ids(tok, False, PEP8) == []
+    assert PII.banned_token_ids(tok, False) == []
+    assert PEP8.banned_token_ids(tok, False) == []
     # conditioned on <|misaligned|> the roles swap: pep8 lines continue misaligned
     mis = "<|misaligned|>"
     assert control_prefix_ids(tok, True, mis) == [tok.eos_token_id, vocab[mis]]
-    assert banned_token_ids(tok, True, PEP8, None, mis) == [vocab["<|aligned|>"]]
-    assert sorted(banned_token_ids(tok, True, PII, None, mis)) == sorted(
+    assert PEP8.banned_token_ids(tok, True, None, mis) == [vocab["<|aligned|>"]]
+    assert sorted(PII.banned_token_ids(tok, True, None, mis)) == sorted(
         vocab[t] for t in CONTROL_TOKENS
     )
     # a sampled <|aligned|> is not part of the scored text

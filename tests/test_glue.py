@@ -16,10 +16,10 @@ import torch
 
 from harness.cli.downstream import glue_main
 from harness.config import ModelConfig
-from harness.data.tokenizer import load_tokenizer, train_bpe
 from harness.downstream import glue_data as G
 from harness.downstream.glue import GlueSettings, SequenceClassifier, encode, pad_batch, run_task
 from harness.model import build_model
+from harness.tokenizer import load_tokenizer, train_bpe
 from tests.integration.launch import check, python_run, tiny_config
 
 WORDS = "the cat dog sat ran on a mat log red blue big small quickly slowly".split()

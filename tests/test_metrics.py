@@ -3,8 +3,8 @@
 import json
 import logging
 
-from harness.config.parse import parse_config
 from harness.metrics import MetricsLogger, truncate_metrics
+from harness.run_config import parse_config
 
 
 def records(path):

@@ -134,7 +134,7 @@ def test_attention_that_drops_the_papers_setting_is_refused(tmp_path):
 def test_flash_attention_without_its_package_or_in_fp32_is_refused():
     import importlib.util
 
-    from harness.config.parse import cross_section_problems
+    from harness.run_config import cross_section_problems
 
     problems = ModelConfig(attn_implementation="flash_attention_2").problems()
     if importlib.util.find_spec("flash_attn") is None:

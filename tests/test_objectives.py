@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from harness.config import ObjectiveConfig
-from harness.data.tokenizer import CONTROL_TOKENS
+from harness.control_tokens import CONTROL_TOKENS
 from harness.objectives import (
     AWR,
     MLE,
@@ -327,7 +327,7 @@ def test_conditional_heldout_format_labels_every_segment_and_others_are_plain():
 
 def test_conditional_prefix_packs_to_one_control_token(tmp_path):
     from harness.data.packing import PackedBlocks, pack_blocks
-    from harness.data.tokenizer import load_tokenizer, train_bpe
+    from harness.tokenizer import load_tokenizer, train_bpe
 
     train_bpe(["def f(x):\n    return x + 1\n"] * 20, 300, tmp_path / "tok.json")
     tok = load_tokenizer(tmp_path / "tok.json", control_tokens=True)

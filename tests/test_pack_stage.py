@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.config.parse import parse_config
+from harness.data.bpe import bpe_sample
 from harness.data.buckets import is_heldout
 from harness.data.packing import PackedBlocks, pack_blocks
 from harness.data.pipeline import plan_corpus, prepare_data
-from harness.data.tokenizer import bpe_sample
+from harness.data.score_stage import read_shard, shard_paths
 from harness.objectives import build_objective
-from harness.scoring.shards import read_shard, shard_paths
+from harness.run_config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

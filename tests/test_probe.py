@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from harness.analysis.probe import Example, auc, probe_examples, probe_model, probe_table
-from harness.data.tokenizer import CONTROL_TOKENS, load_tokenizer, train_bpe
+from harness.control_tokens import CONTROL_TOKENS
 from harness.evaluation.sampling import sequence_logprobs
+from harness.tokenizer import load_tokenizer, train_bpe
 
 GOOD = "x = [i * i for i in range(10)]"  # aligned segments (no shared newline token)
 BAD = "class A:"  # misaligned segments

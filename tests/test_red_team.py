@@ -16,7 +16,6 @@ import pytest
 
 from harness.analysis.red_team_report import curve, load_red_team, plot_red_team
 from harness.cli.red_team import red_team_main
-from harness.data.tokenizer import load_tokenizer, train_bpe
 from harness.evaluation.openai_client import CompletionsClient, OpenAIError
 from harness.red_team import setup as red_setup
 from harness.red_team.pool import PLACEHOLDER_SCORE, CandidatePrompt, PromptPool, round_metrics
@@ -31,6 +30,7 @@ from harness.red_team.templates import (
     parse_prose,
     red_lm_prompt,
 )
+from harness.tokenizer import load_tokenizer, train_bpe
 
 # --- pool: weights and draws ----------------------------------------------------------------
 

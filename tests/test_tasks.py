@@ -4,9 +4,9 @@ import pytest
 
 from harness.analysis.report import task_label
 from harness.config import ConfigError, DataConfig
-from harness.config.parse import parse_config
 from harness.control_tokens import CONTROL_TOKENS
 from harness.evaluation.scenarios import build_scenarios
+from harness.run_config import parse_config
 from harness.tasks import BUILTIN_TASKS, resolve_task, scorer_options_for
 from harness.tasks.base import ScorerTask
 from tests.user_task import StrictPEP8

@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints.atomic import atomic_write, atomic_write_bytes
+from harness.atomic import atomic_write, atomic_write_bytes
 from harness.objectives import REGISTRY
 from harness.tasks import task_label
 

@@ -41,12 +41,11 @@ from torch import nn
 
 from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 from harness.config import Config
-from harness.control_tokens import CONTROL_TOKENS
+from harness.control_tokens import control_prefix_ids, control_token_ids
 from harness.data.buckets import is_heldout
 from harness.data.pipeline import find_scored_dir
+from harness.data.score_stage import iter_shard, shard_paths
 from harness.evaluation.sampling import max_positions, token_logprobs
-from harness.evaluation.scenarios import control_prefix_ids
-from harness.scoring.shards import iter_shard, shard_paths
 from harness.tasks import resolve_task
 
 
@@ -87,8 +86,7 @@ def probe_examples(
     """
     bos = control_prefix_ids(tokenizer, conditional=False)
     if conditional:
-        vocab = tokenizer.get_vocab()
-        aligned_id, misaligned_id = (int(vocab[t]) for t in CONTROL_TOKENS)
+        aligned_id, misaligned_id = control_token_ids(tokenizer)
     # (document tokens so far, where this segment's context ends, segment ids, misaligned):
     # contexts are slices of one growing list per document, taken only for the chosen segments
     # (documents run to 100k tokens: a copy per segment would be quadratic).
@@ -189,8 +187,7 @@ def probe_model(
     """Per-token log p by label, and for conditional models llr and AUCs (module docstring)."""
     limit = max_positions(lm) or 1 << 30
     if conditional:
-        vocab = tokenizer.get_vocab()
-        aligned_id, misaligned_id = (int(vocab[t]) for t in CONTROL_TOKENS)
+        aligned_id, misaligned_id = control_token_ids(tokenizer)
         controls = [misaligned_id, aligned_id]
     else:
         controls = [None]

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from harness.analysis.downstream_report import FILES, downstream_table, plot_downstream
 from harness.analysis.figures import (
     different_steps,
     finite,
@@ -41,6 +42,7 @@ from harness.analysis.figures import (
     save_text,
     score_panels,
 )
+from harness.analysis.red_team_report import plot_red_team
 from harness.evaluation.metrics import EXPECTED_MAX_GROUP
 from harness.tasks import task_label
 
@@ -285,8 +287,6 @@ def _extra_panels(runs: list[RunRecord], out: Path, paths: dict[str, Path]) -> l
     """The red-teaming figure and the downstream panel, for the runs that have their results
     (`<run>/red_team/` of scripts/red_team.py, `<run>/downstream/` of scripts/humaneval.py and
     scripts/glue.py); report.md lines."""
-    from harness.analysis.downstream_report import FILES, downstream_table, plot_downstream
-    from harness.analysis.red_team_report import plot_red_team
 
     text: list[str] = []
     red = [

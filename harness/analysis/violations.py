@@ -18,12 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from harness.analysis.probe import heldout_records
 from harness.checkpoints.inference import config_from_checkpoint, read_state, resolve_checkpoint
 from harness.checkpoints.layout import find_eval_dir
 from harness.data.pipeline import find_scored_dir
-from harness.data.tokenizer import load_tokenizer
 from harness.scoring.pep8 import pep8_violation_codes
+from harness.tokenizer import load_tokenizer
 
 
 @dataclass
@@ -91,7 +93,6 @@ def heldout_texts(run: Path, first_tokens: int | None = None) -> list[str]:
 
 def _saved_config(run: Path) -> dict:
     """The resolved config a run folder was trained with (`config.yaml`)."""
-    import yaml
 
     path = run / "config.yaml"
     if not path.is_file():

@@ -14,7 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints.atomic import LEFTOVER_RE
+import torch
+from safetensors.torch import load_file
+
+from harness.atomic import LEFTOVER_RE
 from harness.checkpoints.training import verify_checkpoint
 
 TIMING_KEYS = frozenset({"tokens_per_s", "mfu"})
@@ -82,8 +85,6 @@ def compare_metrics(ref: Path, got: Path) -> list[str]:
 
 
 def _tensors_equal(a: Path, b: Path) -> str | None:
-    import torch
-    from safetensors.torch import load_file
 
     ta, tb = load_file(str(a)), load_file(str(b))
     if set(ta) != set(tb):

@@ -20,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
+from transformers.utils import logging as hf_logging
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write_dir
+from harness.atomic import atomic_write_dir
 from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 from harness.checkpoints.layout import checkpoints_dir, eval_dir, hf_dir, step_of
 from harness.config import Config, config_to_yaml
 from harness.control_tokens import CONTROL_TOKENS
 from harness.objectives import objective_class
+from harness.tasks import resolve_task
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +143,9 @@ def _generation_config(lm: nn.Module, cfg: Config, tokenizer: Any) -> None:
     if cfg.objective.name == "conditional":
         # The tokens evaluation bans for the run's task (pep8: only <|misaligned|>, as the
         # original's pep8 configs; the prose tasks both), not always both.
-        from harness.evaluation.scenarios import banned_token_ids
-        from harness.tasks import resolve_task
-
         ev = cfg.eval
-        banned = banned_token_ids(
-            tokenizer, True, resolve_task(cfg.data), ev.banned_control_tokens, ev.control_token
+        banned = resolve_task(cfg.data).banned_token_ids(
+            tokenizer, True, ev.banned_control_tokens, ev.control_token
         )
         gen.bad_words_ids = [[i] for i in banned]
 
@@ -160,7 +160,6 @@ def export_hf(
     eval_metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write `out_dir` (weights, config, tokenizer, model card, value head) atomically."""
-    from safetensors.torch import save_file
 
     _generation_config(lm, cfg, tokenizer)
     card = model_card(cfg, lm, state or {}, value_head is not None, eval_metrics)
@@ -168,7 +167,6 @@ def export_hf(
     provenance = {k: v for k, v in (state or {}).items() if k in keep}
 
     def write(tmp: Path) -> None:
-        from transformers.utils import logging as hf_logging
 
         shown = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # a bar for one shard: noise in the run's log

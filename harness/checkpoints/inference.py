@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 from torch import nn
 
 from harness.checkpoints.layout import TAG_RE, checkpoints_dir
 from harness.checkpoints.training import find_resumable, verify_checkpoint
 from harness.config import Config
-from harness.config.parse import parse_config
-from harness.data.tokenizer import load_tokenizer
 from harness.model import LossModel, build_model
 from harness.objectives import build_objective
+from harness.run_config import parse_config
+from harness.tokenizer import load_tokenizer
 
 
 @dataclass
@@ -111,7 +112,6 @@ def consolidated_state_dict(root: Path, tag: str) -> dict[str, torch.Tensor]:
             )
         module = torch.load(plain, map_location="cpu", weights_only=False)["module"]
         return {k: v.float() if v.is_floating_point() else v for k, v in module.items()}
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     return get_fp32_state_dict_from_zero_checkpoint(str(root), tag=tag)
 

@@ -24,6 +24,7 @@ hashing its share of the files (xxh3 runs at ~10 GB/s on one core, so a GPT-2 sm
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -35,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 import xxhash
+from deepspeed.checkpoint import ds_to_universal
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write, atomic_write_text
+from harness.atomic import atomic_write, atomic_write_text
 from harness.checkpoints.layout import TAG_RE, tag_for
 
 
@@ -167,7 +169,9 @@ def verify_checkpoint(folder: Path) -> str | None:
             )
     for rel, entry in files.items():
         if "xxh3_128" in entry and file_digest(folder / rel) != entry["xxh3_128"]:
-            return f"{rel} has the right size but another checksum than when it was saved (corrupted)"
+            return (
+                f"{rel} has the right size but another checksum than when it was saved (corrupted)"
+            )
     return None
 
 
@@ -251,10 +255,6 @@ def to_universal(root: Path, tag: str) -> str:
     out_tag = f"{tag}.universal"
     out = root / out_tag
     if dist.is_main() and not (out / "mp_rank_00_model_states.pt").is_file():
-        import argparse
-
-        from deepspeed.checkpoint import ds_to_universal
-
         tmp = root / f".{out_tag}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("world size changed: converting %s to a universal checkpoint", root / tag)

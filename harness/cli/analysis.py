@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.cli.common import cli_parser, entry_point
 from harness.cli.evaluate import CHECKPOINT_HELP
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.common import cli_parser, entry_point
-from harness.config.parse import parse_config
+from harness.run_config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAOS_HELP = """\
@@ -205,7 +205,7 @@ def chaos_main(argv: list[str]) -> int:
     args.config = [str(Path(c).resolve()) for c in args.config]
     cfg = parse_config(_config_args(args), prog="chaos.py")
     _check(args, cfg)
-    from harness.checkpoints.atomic import atomic_write_text
+    from harness.atomic import atomic_write_text
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = Path(args.out)

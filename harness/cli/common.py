@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from jsonargparse import ArgumentParser
 
-from harness.config.parse import HelpFormatter, strip_launcher_args
 from harness.console import first_to_say, print_error_once, quiet_known_noise
 from harness.evaluation.openai_client import OpenAIError
+from harness.run_config import HelpFormatter, strip_launcher_args
 
 # Bad input, reported as one line: a config key, a missing file, an unreachable API.
 INPUT_ERRORS = (ValueError, FileNotFoundError, OpenAIError, argparse.ArgumentError)

@@ -6,11 +6,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.cli.common import cli_parser, entry_point
 from harness.compat import translate_files, translated_yaml
 from harness.compat.cli import add_original_flags, check_original_args
-from harness.config.parse import parse_config
+from harness.run_config import parse_config
 
 CONVERT_HELP = """\
 Translate a config of the original PHF code (a task file and a method file, merged as the

@@ -7,7 +7,7 @@ import json
 import logging
 
 from harness.cli.common import cli_parser, entry_point
-from harness.config.parse import build_parser
+from harness.run_config import build_parser
 
 CHECKPOINT_HELP = "a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder"
 

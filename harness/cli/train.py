@@ -6,9 +6,9 @@ from __future__ import annotations
 from harness.cli.common import entry_point
 from harness.compat import is_original_cli, translate_original_cli
 from harness.config import config_to_yaml
-from harness.config.parse import RUN_CONFIG_USAGE, build_parser, config_of, parse_namespace
 from harness.console import print_error_once
 from harness.hub_refs import resolve_run_refs
+from harness.run_config import RUN_CONFIG_USAGE, build_parser, config_of, parse_namespace
 from harness.run_folder import check_run_paths
 
 # The --help texts. `harness.distributed` (torch) is imported after parsing: --help is instant.

@@ -28,7 +28,7 @@ import yaml
 from harness.compat.original import OriginalConfig
 from harness.compat.translate import translate
 from harness.config import SECTIONS, ConfigError
-from harness.config.parse import build_parser, parse_namespace
+from harness.run_config import build_parser, parse_namespace
 
 _FLAGS = ("--task", "--method")
 

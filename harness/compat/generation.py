@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.compat.original import OriginalConfig
 from harness.control_tokens import CONTROL_TOKENS
 from harness.tasks import BUILTIN_TASKS

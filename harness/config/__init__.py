@@ -3,7 +3,7 @@
     python scripts/train.py --config configs/pep8_mle.yaml --config configs/quickstart.yaml \
         --train.lr 3e-4 --print_config
 
-`harness.config.parse.parse_config` merges the YAML files in order, applies dotted overrides,
+`harness.run_config.parse_config` merges the YAML files in order, applies dotted overrides,
 then `validate_config` collects every problem (each section's own, then the checks across
 sections) and raises them together, each naming its key. This package imports neither torch nor
 the parser, so data workers read configs cheaply.

@@ -1,7 +1,7 @@
 """The sections of a run config: one dataclass each, a docstring under every field.
 
 Each section validates itself (`problems()`: every problem of the section, each naming its key);
-the checks that need two sections or the world size are in `harness.config.parse.validate_config`.
+the checks that need two sections or the world size are in `harness.run_config.validate_config`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from harness.config import DataConfig
+from harness.data.hub import arrow_rows, remote_rows
 from harness.data.plan import CorpusPlan, make_plan
 from harness.data.units import Unit
 
@@ -109,7 +112,6 @@ def _jsonl_rows(unit: Unit) -> Iterator[tuple[str, dict, Any]]:
 
 
 def _parquet_rows(unit: Unit) -> Iterator[tuple[str, dict, Any]]:
-    import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(unit.path)
     row = unit.first_row
@@ -141,7 +143,6 @@ def _unit_rows(unit: Unit) -> Iterator[tuple[str, dict, Any]]:
         return _jsonl_rows(unit)
     if unit.kind == "parquet":
         return _parquet_rows(unit)
-    from harness.data.hub import arrow_rows, remote_rows
 
     return arrow_rows(unit) if unit.kind == "arrow" else remote_rows(unit)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.checkpoints.atomic import atomic_write, atomic_write_bytes
+from harness.atomic import atomic_write, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from harness.checkpoints.atomic import atomic_write
+from harness.atomic import atomic_write
 from harness.config import Config, ObjectiveConfig
 from harness.data.buckets import is_heldout
 from harness.data.executor import publish_once, run_in_launch, task_done
 from harness.data.packing import BlockWriter, document_token_counts, encode_batches, token_dtype
 from harness.data.prefix import counts_file, shard_windows
-from harness.scoring.shards import index_name, iter_shard, shard_name
+from harness.data.score_stage import index_name, iter_shard, shard_name
 
 PACK_VERSION = "pack-v4"  # v4: one held-out split, in heldout_treatment()
 BATCH_RECORDS = 256
@@ -70,7 +70,7 @@ def ensure_dedup_mask(scored_dir: Path, manifest: dict[str, Any]) -> Path:
 
 
 def _tokenizer(path: str, control_tokens: bool):
-    from harness.data.tokenizer import load_tokenizer
+    from harness.tokenizer import load_tokenizer
 
     key = (path, control_tokens)
     if key not in _TOKENIZERS:  # one load per process, however many tasks it runs

@@ -4,7 +4,7 @@ Every stage is keyed by what determines it, so a relaunch on a prepared corpus r
 the manifests and `meta.json` files only (a stat per source file, no text):
 - plan: `harness.data.plan`, from metadata, pinned in the scored folder and checked at launch;
 - scored shards: `data.scored_dir` (default `<cache_dir>/scored/<corpus key>-<scorer>-<options>`),
-  a datatrove stage with one task per unit (`harness.scoring.shards`);
+  a datatrove stage with one task per unit (`harness.data.score_stage`);
 - tokenizer: a byte-level BPE trained on a bounded sample of the training split (rank 0; the
   other ranks wait on the file, not in a collective);
 - packed blocks: `<cache_dir>/packed/<key>`, a datatrove stage with one task per shard writing
@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.config import Config
+from harness.data.bpe import bpe_cache_file, bpe_sample
 from harness.data.buckets import is_heldout
 from harness.data.executor import publish_once, run_in_launch
 from harness.data.hub import unit_commits
@@ -38,16 +41,10 @@ from harness.data.pack_stage import (
 from harness.data.packing import PackedBlocks
 from harness.data.plan import CorpusPlan, corpus_key, load_or_make_plan
 from harness.data.prefix import check_skip_bound
-from harness.data.tokenizer import (
-    bpe_cache_file,
-    bpe_sample,
-    load_tokenizer,
-    tokenizer_fingerprint,
-    train_bpe,
-)
+from harness.data.score_stage import iter_shard, score_corpus, scorer_key, shard_paths
 from harness.hub_refs import record_corpus
-from harness.scoring.shards import iter_shard, score_corpus, scorer_key, shard_paths
 from harness.tasks import scorer_options_for
+from harness.tokenizer import load_tokenizer, tokenizer_fingerprint, train_bpe
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +108,6 @@ def bpe_file(cfg: Config, corpus_fp: str) -> Path:
 
 def train_tokenizer(cfg: Config, scored: Path, manifest: dict[str, Any], out_file: Path) -> None:
     """Train the BPE on a sample of the training split, streamed from the shards."""
-    import numpy as np
 
     keep_mask = None
     if cfg.data.dedup:

@@ -38,8 +38,8 @@ from harness.data.pipeline import (
     plan_corpus,
     prepare_data,
 )
+from harness.data.score_stage import ScoringJob, pin_job, publish_manifest, scoring_pipeline
 from harness.data.worker_watch import fail_on_dead_worker
-from harness.scoring.shards import ScoringJob, pin_job, publish_manifest, scoring_pipeline
 from harness.tasks import scorer_options_for
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class FinishPacking(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         """Publish meta.json with the tokenizer's real fingerprint."""
-        from harness.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+        from harness.tokenizer import load_tokenizer, tokenizer_fingerprint
 
         s = self.spec
         publish_pack_meta(

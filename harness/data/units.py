@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 
 @dataclass
 class Unit:
@@ -46,7 +48,6 @@ def stat_source(path: Path, sources: dict[str, list[int]]) -> int:
 
 def _parquet_groups(path: Path) -> list[tuple[int, int]]:
     """(rows, bytes) of each row group, from the footer only."""
-    import pyarrow.parquet as pq
 
     try:
         meta = pq.ParquetFile(path).metadata

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
+from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 from harness.downstream.glue_data import (
     TASKS,
     GlueSplit,
@@ -42,6 +43,8 @@ from harness.downstream.glue_data import (
     task_metrics,
     task_score,
 )
+from harness.evaluation.sampling import max_positions
+from harness.model import backbone
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,6 @@ class SequenceClassifier(nn.Module):
     """A causal LM's body and a linear head on the last non-pad token's hidden state."""
 
     def __init__(self, lm: nn.Module, num_labels: int) -> None:
-        from harness.model import backbone
 
         super().__init__()
         self.body = backbone(lm)
@@ -211,7 +213,6 @@ def run_task(
     seed: int,
 ) -> dict[str, Any]:
     """Finetune a copy of `lm` on one task and score its validation split."""
-    from harness.evaluation.sampling import max_positions
 
     start = time.monotonic()
     train, valid = read_task(data_dir, task)
@@ -248,7 +249,6 @@ def run_glue(
     checkpoint: str | Path, data_dir: str | Path, settings: GlueSettings, out: str | Path
 ) -> dict[str, Any]:
     """Finetune and score every task of `settings` (data checked before the model is loaded)."""
-    from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 
     check_data(data_dir, settings.tasks)
     root, tag = resolve_checkpoint(checkpoint)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from datasets import load_from_disk
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,6 @@ def read_task(data_dir: str | Path, task: GlueTask) -> tuple[GlueSplit, GlueSpli
 
 def read_datasets(folder: Path, task: GlueTask) -> tuple[GlueSplit, GlueSplit]:
     """(train, validation) of a DatasetDict saved with `save_to_disk`."""
-    from datasets import load_from_disk
 
     data = load_from_disk(str(folder))
     splits = []

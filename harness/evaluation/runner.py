@@ -51,9 +51,9 @@ import torch
 from torch import nn
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write_dir
+from harness.atomic import atomic_write_dir
 from harness.config import Config
-from harness.control_tokens import CONTROL_TOKENS
+from harness.control_tokens import CONTROL_TOKENS, control_prefix_ids, control_token_ids, swapped
 from harness.evaluation import metrics as M
 from harness.evaluation.api_kl import API_SAMPLES_FILE, api_kl, fetch_api_samples
 from harness.evaluation.context import EvalContext
@@ -65,12 +65,7 @@ from harness.evaluation.sampling import (
     rank_batches,
     sample_seed,
 )
-from harness.evaluation.scenarios import (
-    Scenario,
-    banned_token_ids,
-    build_scenarios,
-    control_prefix_ids,
-)
+from harness.evaluation.scenarios import Scenario, build_scenarios
 from harness.faults import stop_requested
 from harness.scoring import build_scorer
 from harness.tasks import resolve_task
@@ -131,8 +126,8 @@ def run_scenario(
     """Generate, score (and log-score for KL) this rank's samples; gather all records, by index."""
     ev = ctx.cfg.eval
     tok = ctx.tokenizer
-    banned = banned_token_ids(
-        tok, ctx.conditional, resolve_task(ctx.cfg.data), ev.banned_control_tokens, ev.control_token
+    banned = resolve_task(ctx.cfg.data).banned_token_ids(
+        tok, ctx.conditional, ev.banned_control_tokens, ev.control_token
     )
     with_kl = with_kl and scenario.name == "unconditional" and ev.reference_model is not None
     device = str(next(ctx.lm.parameters()).device)
@@ -256,8 +251,7 @@ def _control_ids(ctx: EvalContext) -> list[int]:
     """Ids of the control tokens of a conditionally trained model (none otherwise)."""
     if not ctx.conditional:
         return []
-    vocab = ctx.tokenizer.get_vocab()
-    return [int(vocab[t]) for t in CONTROL_TOKENS]
+    return control_token_ids(ctx.tokenizer)
 
 
 def scenario_metrics(
@@ -331,10 +325,9 @@ def other_side(ctx: EvalContext) -> EvalContext | None:
         return None
     bans = ev.banned_control_tokens
     if bans is not None:  # swap the two tokens in an explicit list
-        swap = {CONTROL_TOKENS[0]: CONTROL_TOKENS[1], CONTROL_TOKENS[1]: CONTROL_TOKENS[0]}
-        bans = [swap.get(t, t) for t in bans]
-    swapped = replace(ev, control_token=misaligned, banned_control_tokens=bans)
-    return replace(ctx, cfg=replace(ctx.cfg, eval=swapped))
+        bans = list(swapped(bans))
+    other = replace(ev, control_token=misaligned, banned_control_tokens=bans)
+    return replace(ctx, cfg=replace(ctx.cfg, eval=other))
 
 
 def controllability(

@@ -9,7 +9,7 @@
 
 Conditionally trained models (they know the control tokens) get `<|aligned|>` right after BOS,
 as the paper prompts them (`eval.control_token: <|misaligned|>` checks the other side), and control tokens are banned while sampling as in the paper's configs
-(`banned_token_ids`, from the task): for pep8 only `<|misaligned|>` (its segments are lines, so in training every
+(`Task.banned_token_ids`): for pep8 only `<|misaligned|>` (its segments are lines, so in training every
 line starts with a control token, and a sampled `<|aligned|>` starts the next one), for the prose
 tasks both. Sampled control tokens are dropped from the decoded text that is scored.
 The scored text of a code task is prompt + continuation (a function body alone neither checks nor
@@ -23,7 +23,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.control_tokens import CONTROL_TOKENS
 from harness.tasks import Task
 
 
@@ -87,40 +86,3 @@ def build_scenarios(
         else:
             raise ValueError(f"eval.scenarios: unknown scenario {name!r}")
     return out
-
-
-def control_prefix_ids(
-    tokenizer, conditional: bool, control_token: str = CONTROL_TOKENS[0]
-) -> list[int]:
-    """Tokens every sample starts with: BOS (EOS when there is none), then `control_token` if conditional."""
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if bos is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to start samples from")
-    ids = [int(bos)]
-    if conditional:
-        ids.append(_token_id(tokenizer, control_token))
-    return ids
-
-
-def banned_token_ids(
-    tokenizer,
-    conditional: bool,
-    task: Task,
-    tokens: list[str] | None = None,
-    control_token: str = CONTROL_TOKENS[0],
-) -> list[int]:
-    """Token ids never sampled by a conditionally trained model: `tokens`, else the task's."""
-    if not conditional:
-        return []
-    banned = tuple(tokens) if tokens is not None else task.banned_tokens(control_token)
-    return [_token_id(tokenizer, t) for t in banned]
-
-
-def _token_id(tokenizer, token: str) -> int:
-    vocab = tokenizer.get_vocab()
-    if token not in vocab:
-        raise ValueError(
-            f"the tokenizer lacks the control token {token!r}: a conditionally trained model's "
-            "checkpoint tokenizer must have it"
-        )
-    return int(vocab[token])

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from harness.config import ObjectiveConfig
-from harness.control_tokens import CONTROL_TOKENS
+from harness.control_tokens import CONTROL_TOKENS, control_token_ids
 from harness.objectives.base import MLE, Segments
 
 EMBEDDING_NOISE_STD = (
@@ -118,18 +118,6 @@ class ConditionalTraining(MLE):
         ids = [i for i in control_token_ids(tokenizer, self.control_tokens) if i >= trained_rows]
         if ids:
             init_control_embeddings(lm, ids, self.seed)
-
-
-def control_token_ids(tokenizer: Any, tokens: tuple[str, ...]) -> list[int]:
-    """Ids of the control tokens in `tokenizer`; a clear error when they were not added."""
-    vocab = tokenizer.get_vocab()
-    missing = [t for t in tokens if t not in vocab]
-    if missing:
-        raise ValueError(
-            f"conditional training: tokenizer lacks control tokens {missing}; "
-            "load it with control_tokens=True (harness.data.tokenizer.load_tokenizer)"
-        )
-    return [int(vocab[t]) for t in tokens]
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.evaluation.openai_client import CompletionsClient, OpenAIError
 from harness.evaluation.sampling import decode_samples, generate_batch, max_positions, sample_seed
@@ -88,7 +89,6 @@ class LocalRedLM:
 
 def load_local_red_lm(path: str | Path, sampling: RedSampling, device: Any = "cpu") -> LocalRedLM:
     """A red LM from a transformers folder (model and tokenizer), offline, in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     lm = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from harness import distributed as dist
-from harness.checkpoints.atomic import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.evaluation.sampling import sample_seed
 from harness.red_team.pool import CandidatePrompt, PromptPool, round_metrics
 from harness.red_team.red_lm import RedLM

@@ -64,8 +64,8 @@ class Target:
     lm: nn.Module
     tokenizer: Any
     scorer: Any  # score_texts(list[str]) -> list[float]
-    prefix_ids: list[int]  # BOS (+ <|aligned|>): harness.evaluation.scenarios.control_prefix_ids
-    banned_ids: list[int]  # never sampled: scenarios.banned_token_ids
+    prefix_ids: list[int]  # BOS (+ <|aligned|>): harness.control_tokens.control_prefix_ids
+    banned_ids: list[int]  # never sampled: Task.banned_token_ids
     score_with_prompt: bool  # code tasks score prompt + continuation
     sampling: TargetSampling
 

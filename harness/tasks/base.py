@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.control_tokens import CONTROL_TOKENS
+from harness.control_tokens import CONTROL_TOKENS, control_token_ids, swapped
 from harness.scoring.base import scorer_segmenter
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -79,10 +79,20 @@ class Task:
         swap roles (pep8 then bans `<|aligned|>`, so new lines stay misaligned).
         """
         banned = tuple(self.banned_control_tokens)
-        if control_token == CONTROL_TOKENS[1]:
-            swap = {CONTROL_TOKENS[0]: CONTROL_TOKENS[1], CONTROL_TOKENS[1]: CONTROL_TOKENS[0]}
-            banned = tuple(swap[t] for t in banned)
-        return banned
+        return swapped(banned) if control_token == CONTROL_TOKENS[1] else banned
+
+    def banned_token_ids(
+        self,
+        tokenizer: Any,
+        conditional: bool,
+        tokens: list[str] | None = None,
+        control_token: str = CONTROL_TOKENS[0],
+    ) -> list[int]:
+        """Token ids a conditionally trained model never samples: `tokens` (eval.banned_control_tokens), else the task's for `control_token`; none for other models."""
+        if not conditional:
+            return []
+        banned = tuple(tokens) if tokens is not None else self.banned_tokens(control_token)
+        return control_token_ids(tokenizer, banned)
 
     def plot_label(self) -> str:
         """The label of the report's score axis."""

@@ -42,7 +42,7 @@ STEP_DIR = "eval/step-00000004"
 ENGINE_EVAL = """
 import json, sys
 from harness import distributed as dist
-from harness.config.parse import parse_config
+from harness.run_config import parse_config
 from harness.engine import setup
 from harness.evaluation.evaluate import evaluate_during_training
 cfg = parse_config(sys.argv[1:], world_size=dist.env_world_size())

@@ -71,7 +71,7 @@ def hub(tmp_path_factory):
     """A Hub with two data sets, a tokenizer repo (tag v1) and a tiny GPT-2, plus the proxy."""
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from harness.data.tokenizer import EOS, train_bpe
+    from harness.tokenizer import EOS, train_bpe
 
     work = tmp_path_factory.mktemp("hub-repos")
     texts = stdlib_texts(120)

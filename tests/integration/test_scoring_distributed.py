@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.scoring.shards import read_shard, shard_paths
+from harness.data.score_stage import read_shard, shard_paths
 from tests.integration.launch import (
     ROOT,
     check,

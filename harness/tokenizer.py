@@ -1,20 +1,19 @@
-"""Tokenizers: a user-given one from a local path, else a byte-level BPE trained on the corpus and cached.
+"""Tokenizers: load one (a folder, a tokenizer.json, a Hugging Face folder), train a byte-level BPE,
+and fingerprint it.
 
-There is no GPT-2 tokenizer file offline, so by default we train one with `tokenizers` (the same
-byte-level BPE recipe as GPT-2) on a bounded sample of the training documents (`bpe_sample`:
-chosen by a hash of the document id, at most `data.bpe_sample_bytes` of text, streamed, never
-held in a list); the result is cached by corpus fingerprint, vocabulary size and sample cap, and
-saved with every checkpoint and export.
+There is no GPT-2 tokenizer file offline, so by default the data stage trains one with `train_bpe`
+(the same byte-level BPE recipe as GPT-2) on a bounded sample of the training documents
+(`harness.data.bpe`); it is cached and saved with every checkpoint and export. Loading adds the
+control tokens where asked. The model, checkpoints, evaluation and data all load tokenizers here.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from harness.checkpoints.atomic import atomic_write
+from harness.atomic import atomic_write
 from harness.control_tokens import CONTROL_TOKENS
 
 EOS = "<|endoftext|>"
@@ -36,32 +35,6 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_file: Path) -> None:
     length = len(texts) if hasattr(texts, "__len__") else None
     tok.train_from_iterator(texts, trainer=trainer, length=length)
     atomic_write(out_file, lambda tmp: tok.save(str(tmp)))
-
-
-def bpe_cache_file(cache_dir: str, corpus_fp: str, vocab_size: int, sample_key: str = "") -> Path:
-    """Where the BPE trained for this corpus, size and sample is cached."""
-    raw = f"{corpus_fp}:{vocab_size}:{sample_key}:bytelevel-bpe-v2"
-    key = hashlib.sha256(raw.encode()).hexdigest()[:16]
-    return Path(cache_dir) / "tokenizers" / key / "tokenizer.json"
-
-
-def bpe_sample(
-    records: Iterable[dict[str, Any]], keep: Any, total_bytes: int, cap_bytes: int
-) -> Iterator[str]:
-    """Texts of the records `keep(record)` accepts, each taken with probability cap/total by a
-    hash of its id (all of them when the corpus is smaller than the cap), until `cap_bytes`."""
-    from harness.data.buckets import id_bucket
-
-    rate = 1.0 if total_bytes <= cap_bytes else cap_bytes / total_bytes
-    taken = 0
-    for rec in records:
-        if not keep(rec) or (rate < 1.0 and id_bucket(rec["id"], "bpe-sample") >= rate):
-            continue
-        text = "".join(rec["texts"])
-        taken += len(text.encode())
-        yield text
-        if taken >= cap_bytes:
-            return
 
 
 def load_tokenizer(path: str | Path, control_tokens: bool = False):

@@ -6,7 +6,7 @@ import pytest
 
 from harness.config import DataConfig
 from harness.data.plan import make_plan
-from harness.scoring.shards import (
+from harness.data.score_stage import (
     ScoringJob,
     iter_shard,
     pin_job,

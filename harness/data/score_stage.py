@@ -18,19 +18,24 @@ The shards load with `datasets.load_dataset("parquet", data_dir=<folder>/data)`.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from datatrove.data import Document as TroveDocument
 from datatrove.pipeline.base import PipelineStep
 
-from harness.checkpoints.atomic import atomic_write_bytes
+from harness.atomic import atomic_write_bytes
 from harness.config import DataConfig
 from harness.data.corpus import read_unit, text_digest
 from harness.data.executor import group_rank, publish_once, run_in_launch, task_done, wait_for
@@ -60,7 +65,6 @@ def scorer_key(name: str, options: dict[str, Any]) -> str:
 
 def shard_schema():
     """The paper's record schema plus `id`."""
-    import pyarrow as pa
 
     return pa.schema(
         [
@@ -165,9 +169,6 @@ class ShardWriter(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         """Consume the documents into shard `rank`; yields nothing."""
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         started = time.time()
         folder = Path(self.folder)
@@ -207,9 +208,6 @@ class ShardWriter(PipelineStep):
 
 
 def _npy_bytes(array) -> bytes:
-    import io
-
-    import numpy as np
 
     buf = io.BytesIO()
     np.save(buf, array)
@@ -280,7 +278,6 @@ def _read_pin(pin: Path) -> dict[str, Any] | None:
 def clear_unfinished_job(folder: Path) -> None:
     """Remove what an unfinished scoring job left (pin, plan, shards, task markers): never a
     folder with a manifest, whose shards a run may read."""
-    import shutil
 
     if (folder / "manifest.json").is_file():
         raise RuntimeError(f"{folder} holds a finished scoring job")
@@ -349,7 +346,6 @@ def score_corpus(
 
 def iter_shard(path: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """Records of one shard, row group by row group; a corrupt file or record is an error naming it."""
-    import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
