@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import deepspeed
 import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -191,6 +190,7 @@ def _build_engine(
     cfg: Config, module: LossModel, ds_config: dict[str, Any], state: dict[str, Any] | None
 ) -> tuple[Any, LoaderState, int, int]:
     """(DeepSpeed engine, loader state, start step, tokens seen), restored from `state` if given."""
+    import deepspeed
 
     root = checkpoints_dir(cfg.run.output_dir)
     load_tag = None

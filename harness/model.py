@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import deepspeed
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -198,6 +197,8 @@ class LossModel(nn.Module):
             raise ValueError(
                 f"{type(lm).__name__}: output layer with bias is not supported by the fused loss"
             )
+
+        import deepspeed
 
         # Used outside its owning module's forward: let ZeRO-3 gather it for ours.
         deepspeed.zero.register_external_parameter(self, out.weight)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 from torch import nn
 
 from harness.checkpoints.layout import TAG_RE, checkpoints_dir
@@ -112,6 +111,8 @@ def consolidated_state_dict(root: Path, tag: str) -> dict[str, torch.Tensor]:
             )
         module = torch.load(plain, map_location="cpu", weights_only=False)["module"]
         return {k: v.float() if v.is_floating_point() else v for k, v in module.items()}
+
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     return get_fp32_state_dict_from_zero_checkpoint(str(root), tag=tag)
 

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 import xxhash
-from deepspeed.checkpoint import ds_to_universal
 
 from harness import distributed as dist
 from harness.atomic import atomic_write, atomic_write_text
@@ -255,6 +254,8 @@ def to_universal(root: Path, tag: str) -> str:
     out_tag = f"{tag}.universal"
     out = root / out_tag
     if dist.is_main() and not (out / "mp_rank_00_model_states.pt").is_file():
+        from deepspeed.checkpoint import ds_to_universal
+
         tmp = root / f".{out_tag}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("world size changed: converting %s to a universal checkpoint", root / tag)
