@@ -188,7 +188,11 @@ def test_pep8_violations_of_a_run_beside_its_held_out_data(runs):
     check(proc)
     rows = [[c.strip() for c in r.split("|")[1:-1]] for r in proc.stdout.splitlines()]
     assert rows[0] == ["code", "held-out files", "their first 12 tokens", "run"]
-    assert [r[0] for r in rows[-3:]] == ["other", "**all**", "texts (chars)"]
+    assert [r[0] for r in rows[-4:-1]] == ["other", "**all**", rows[-2][0]]
+    assert rows[-2][0].startswith("**the data's ") and rows[-1][0] == "texts (chars)"
+    # The data's codes are a part of all of them, in every column.
+    for part, whole in zip(rows[-2][1:], rows[-3][1:], strict=True):
+        assert 0 <= float(part.strip("*")) <= float(whole.strip("*"))
     counts = [
         cell.replace(",", "").replace("(", "").replace(")", "").split() for cell in rows[-1][1:]
     ]
