@@ -136,8 +136,11 @@ def inject_text(rel: str, text: str, spec: InjectedSpec) -> tuple[str, int, int]
     return "".join(out), n_eligible, n_injected
 
 
-def ensure_corpus(spec: InjectedSpec, cache_dir: str, files: list[Path], root: Path) -> Path:
-    """The injected copy of `files` (under `root`), built once under `cache_dir`; its folder."""
+def ensure_corpus(
+    spec: InjectedSpec, cache_dir: str, list_files: Callable[[], list[Path]], root: Path
+) -> Path:
+    """The injected copy of the files `list_files()` gives (under `root`), built once under
+    `cache_dir`; its folder. The source is listed only when the copy is built."""
     folder = Path(cache_dir) / "injected" / spec.name
     if (folder / "manifest.json").is_file():
         return folder
@@ -145,7 +148,7 @@ def ensure_corpus(spec: InjectedSpec, cache_dir: str, files: list[Path], root: P
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=folder.parent))
     try:
         totals = {"files": 0, "eligible_lines": 0, "injected_lines": 0, "unreadable_files": 0}
-        for path in files:
+        for path in list_files():
             rel = path.relative_to(root).as_posix()
             try:
                 text = path.read_text(encoding="utf-8")

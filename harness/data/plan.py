@@ -209,7 +209,8 @@ def injected_folder(spec: str, data: DataConfig) -> tuple[Path, str, str]:
         source, pattern = stdlib_root(), "**/*.py"
     else:
         source, pattern = Path(parsed.source), data.file_glob
-    folder = ensure_corpus(parsed, data.cache_dir, _folder_files(source, pattern), source)
+    # The source is listed only when the corpus is built, not at every launch.
+    folder = ensure_corpus(parsed, data.cache_dir, lambda: _folder_files(source, pattern), source)
     return folder, pattern, parsed.id_prefix
 
 
