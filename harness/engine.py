@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from harness.atomic import atomic_write_text, remove_leftovers
 from harness.checkpoints.export import export_after_training
 from harness.checkpoints.layout import checkpoints_dir, hf_dir
 from harness.checkpoints.resume import check_resumable, check_tokenizer
+from harness.checkpoints.state import RunState
 from harness.checkpoints.training import (
     load_checkpoint,
     remove_unpublished,
@@ -144,7 +145,7 @@ def setup(cfg: Config) -> Run:
     return Run(cfg, engine, data, loader, stats, metrics, start_step, tokens_seen)
 
 
-def _resume_state(cfg: Config, corpus_fingerprint: str) -> dict[str, Any] | None:
+def _resume_state(cfg: Config, corpus_fingerprint: str) -> RunState | None:
     """The checkpoint to resume from (None: a fresh run), checked against the config.
 
     First rank 0 clears what a killed attempt left (temporary files, unpublished checkpoint
@@ -187,21 +188,21 @@ def _log_setup(cfg: Config, stats: ModelStats, ds_config: dict[str, Any], attent
 
 
 def _build_engine(
-    cfg: Config, module: LossModel, ds_config: dict[str, Any], state: dict[str, Any] | None
+    cfg: Config, module: LossModel, ds_config: dict[str, Any], state: RunState | None
 ) -> tuple[Any, LoaderState, int, int]:
     """(DeepSpeed engine, loader state, start step, tokens seen), restored from `state` if given."""
     import deepspeed
 
     root = checkpoints_dir(cfg.run.output_dir)
     load_tag = None
-    if state is not None and state.get("world_size") != dist.world_size():
+    if state is not None and state.world_size != dist.world_size():
         log.info(
             "checkpoint %s was written by %s ranks, resuming on %d",
-            state["tag"],
-            state.get("world_size"),
+            state.tag,
+            state.world_size,
             dist.world_size(),
         )
-        load_tag = to_universal(root, state["tag"])
+        load_tag = to_universal(root, state.tag)
         ds_config["checkpoint"] = {**ds_config.get("checkpoint", {}), "load_universal": True}
     engine, _, _, _ = deepspeed.initialize(
         model=module,
@@ -214,11 +215,11 @@ def _build_engine(
     load_checkpoint(engine, root, state, load_tag)
     log.info(
         "resumed from %s at step %d (%d tokens)",
-        root / state["tag"],
-        state["step"],
-        state["tokens"],
+        root / state.tag,
+        state.step,
+        state.tokens,
     )
-    return engine, LoaderState(**state["loader"]), state["step"], state["tokens"]
+    return engine, replace(state.loader), state.step, state.tokens
 
 
 def _to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
@@ -261,17 +262,17 @@ def _save(run: Run, step: int) -> None:
         raise FloatingPointError(
             f"step {step}: the weights hold NaN/inf; refusing to write a checkpoint"
         )
-    state = {
-        "step": step,
-        "tokens": run.tokens_seen,
-        "seed": run.cfg.run.seed,
-        "loader": run.loader.state.to_dict(),
-        "config": config_to_yaml(run.cfg),
-        "corpus_fingerprint": run.data.corpus_fingerprint,
-        "scored_dir": str(run.data.scored_dir),
-        "packed_dir": str(run.data.packed_dir),
-        "tokenizer_fingerprint": tokenizer_fingerprint(run.data.tokenizer),
-    }
+    state = RunState(
+        step=step,
+        tokens=run.tokens_seen,
+        seed=run.cfg.run.seed,
+        loader=replace(run.loader.state),
+        config=config_to_yaml(run.cfg),
+        corpus_fingerprint=run.data.corpus_fingerprint,
+        scored_dir=str(run.data.scored_dir),
+        packed_dir=str(run.data.packed_dir),
+        tokenizer_fingerprint=tokenizer_fingerprint(run.data.tokenizer),
+    )
     log.info("step %d: saving a checkpoint", step)
     folder = save_checkpoint(
         run.engine,

@@ -1,6 +1,7 @@
 """Checkpoints: one verified resolution for resume and inference, the resume guard, atomic writes."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -9,6 +10,7 @@ from harness.atomic import atomic_write_text, remove_leftovers, temp_path
 from harness.checkpoints.inference import resolve_checkpoint
 from harness.checkpoints.layout import eval_dir, find_eval_dir, step_of, tag_for
 from harness.checkpoints.resume import check_resumable, check_tokenizer
+from harness.checkpoints.state import RunState
 from harness.checkpoints.training import (
     describe_files,
     find_resumable,
@@ -26,8 +28,7 @@ def fake_checkpoint(root, step, payload=b"0123456789"):
     (folder / "model.pt").write_bytes(payload)
     (folder / "tokenizer").mkdir()
     (folder / "tokenizer" / "vocab.json").write_text("{}")
-    state = {"step": step, "files": describe_files(folder)}
-    (folder / "harness_state.json").write_text(json.dumps(state))
+    RunState(step=step, files=describe_files(folder)).write(folder)
     (root / "latest").write_text(folder.name)
     return folder
 
@@ -130,7 +131,9 @@ def parse_config(argv):
 
 def state_of(*argv):
     cfg = parse_config(list(argv))
-    return {"tag": "step-00000010", "config": config_to_yaml(cfg), "corpus_fingerprint": "abc"}
+    return RunState(
+        step=10, tag="step-00000010", config=config_to_yaml(cfg), corpus_fingerprint="abc"
+    )
 
 
 def test_resume_guard_names_both_values():
@@ -150,7 +153,7 @@ def test_resume_guard_names_both_values():
     with pytest.raises(ValueError, match="the model differs .*model.n_layer"):
         check_resumable(bigger, state, "abc")
     with pytest.raises(ValueError, match="another tokenizer"):
-        check_tokenizer({**state, "tokenizer_fingerprint": "t1"}, "t2")
+        check_tokenizer(replace(state, tokenizer_fingerprint="t1"), "t2")
 
 
 def test_atomic_write_leaves_the_old_file_on_failure(tmp_path, monkeypatch):

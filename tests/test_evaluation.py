@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from harness.checkpoints.state import RunState
 from harness.config import Config, EvalConfig, ModelConfig, ObjectiveConfig
 from harness.control_tokens import CONTROL_TOKENS, control_prefix_ids
 from harness.evaluation import metrics as M
@@ -400,7 +401,9 @@ def test_export_round_trip_in_process(tok, tmp_path, objective):
     if head is not None:
         torch.nn.init.normal_(head.weight)
     model = LossModel(lm, obj, head).eval()
-    out = export_hf(lm, tok, cfg, tmp_path / "hf", state={"step": 7, "tokens": 10}, value_head=head)
+    out = export_hf(
+        lm, tok, cfg, tmp_path / "hf", state=RunState(step=7, tokens=10), value_head=head
+    )
     assert not list(tmp_path.glob(".hf.*"))  # temporary folders are gone
     hf = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
     hf_tok = AutoTokenizer.from_pretrained(out, local_files_only=True)

@@ -13,7 +13,7 @@ from harness.data.bpe import bpe_sample
 from harness.data.buckets import is_heldout
 from harness.data.packing import PackedBlocks, pack_blocks
 from harness.data.pipeline import plan_corpus, prepare_data
-from harness.data.score_stage import read_shard, shard_paths
+from harness.data.score_stage import ScoringManifest, read_shard, shard_paths
 from harness.objectives import build_objective
 from harness.run_config import parse_config
 
@@ -68,7 +68,7 @@ def file_digests(folder):
 def test_one_pass_writes_every_split_as_per_shard_packing_would(tmp_path):
     cfg = make_cfg(tmp_path)
     data = bundle(cfg)
-    manifest = json.loads((data.scored_dir / "manifest.json").read_text())
+    manifest = ScoringManifest.read(data.scored_dir)
     shards = shard_paths(data.scored_dir, manifest)
     assert len(shards) == 6
     for split, heldout in (("train", False), ("heldout", True)):
@@ -118,7 +118,7 @@ def test_conditional_heldout_split_is_labelled_without_drops(tmp_path):
     )
     data = bundle(cfg)
     treat, _ = build_objective(cfg.objective, cfg.run.seed).heldout_treatment()
-    manifest = json.loads((data.scored_dir / "manifest.json").read_text())
+    manifest = ScoringManifest.read(data.scored_dir)
     expected = []
     for k, shard in enumerate(shard_paths(data.scored_dir, manifest)):
         recs = [r for r in read_shard(shard) if is_heldout(r["id"], 0.2)]
@@ -242,3 +242,33 @@ def test_skip_tokens_beyond_the_corpus_size_fails_before_scoring(tmp_path):
     assert not list((tmp_path / "cache").glob("scored/*/manifest.json"))  # nothing scored
     with pytest.raises(ValueError, match="leave no training document"):  # one below: counted
         bundle(make_cfg(tmp_path, "--data.skip_tokens", str(bound - 1)))
+
+
+def test_pack_spec_and_scoring_manifest_round_trip_through_json(tmp_path):
+    from harness.data.pack_stage import PackSpec, pack_spec
+    from harness.data.score_stage import ScoringJob, ShardCount
+    from harness.objectives import build_objective
+    from harness.run_config import parse_config
+
+    cfg = parse_config(
+        ["--train.max_steps", "1", "--data.take_tokens", "1000", "--objective.name", "conditional"]
+        + ["--objective.threshold", "0.0"]
+    )
+    objective = build_objective(cfg.objective, cfg.run.seed)
+    spec = pack_spec(
+        cfg, tmp_path / "scored", 3, tmp_path / "out", "tok.json", objective, tmp_path / "c"
+    )
+    assert len(spec.shards) == 3 and spec.control_tokens and spec.take_tokens == 1000
+    assert PackSpec.from_json(spec.to_json()) == spec
+    manifest = ScoringManifest(
+        ScoringJob("pep8", {}, "fp", 2),
+        (ShardCount("a.parquet", 3, 30), ShardCount("b.parquet", 4, 41)),
+    )
+    assert (manifest.rows, manifest.text_bytes) == (7, 71)
+    raw = json.loads(manifest.to_json())  # the format manifest.json always had: job keys at the top
+    assert (
+        raw["corpus_fingerprint"] == "fp"
+        and raw["rows"] == 7
+        and raw["shards"][1]["file"] == "b.parquet"
+    )
+    assert ScoringManifest.from_json(manifest.to_json()) == manifest

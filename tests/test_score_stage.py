@@ -38,7 +38,7 @@ def rows_of(folder, manifest):
 def test_every_document_scored_exactly_once_with_paper_schema(tmp_path):
     data = folder_corpus(tmp_path)
     manifest = score(data, tmp_path / "s")
-    assert manifest["rows"] == 23 and manifest["num_shards"] == 5 and manifest["scorer"] == "pep8"
+    assert manifest.rows == 23 and manifest.job.num_shards == 5 and manifest.job.scorer == "pep8"
     rows = rows_of(tmp_path / "s", manifest)
     assert [r["id"] for r in rows] == [f"f{i:03d}.py" for i in range(23)]
     by_id = {r["id"]: r for r in rows}
@@ -46,10 +46,10 @@ def test_every_document_scored_exactly_once_with_paper_schema(tmp_path):
     assert by_id["f001.py"]["scores"][1] > 0  # "y=1" misses whitespace around '=' (E225)
     assert by_id["f000.py"]["scores"] == [0.0] and by_id["f000.py"]["num_sents"] == 1
     assert by_id["f001.py"]["avg_score"] == pytest.approx(sum(by_id["f001.py"]["scores"]) / 2)
-    assert [s["rows"] for s in manifest["shards"]] == [
+    assert [s.rows for s in manifest.shards] == [
         len(read_shard(p)) for p in shard_paths(tmp_path / "s", manifest)
     ]
-    assert manifest["text_bytes"] == sum(len(t.encode()) for t in TEXTS)
+    assert manifest.text_bytes == sum(len(t.encode()) for t in TEXTS)
 
 
 def test_output_loads_with_datasets(tmp_path):

@@ -148,7 +148,7 @@ def probe_checkpoint(
     loaded = load_checkpoint_model(*resolve_checkpoint(checkpoint))
     cfg = loaded.cfg
     conditional = bool(loaded.model.objective.control_tokens)
-    scored = find_scored_dir(cfg, loaded.state)
+    scored = find_scored_dir(cfg, loaded.state.scored_dir)
     if threshold is None:
         threshold = segment_threshold(cfg, conditional)
     examples = probe_examples(
@@ -165,7 +165,7 @@ def probe_checkpoint(
         "run": cfg.run.name,
         "objective": cfg.objective.name,
         "step": loaded.step,
-        "tokens": loaded.state.get("tokens"),
+        "tokens": loaded.state.tokens,
         "threshold": threshold,
         **result,
     }

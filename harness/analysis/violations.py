@@ -77,7 +77,7 @@ def heldout_texts(run: Path, first_tokens: int | None = None) -> list[str]:
     root, tag = resolve_checkpoint(run)
     state = read_state(root, tag)
     cfg = config_from_checkpoint(state)
-    scored = find_scored_dir(cfg, state)
+    scored = find_scored_dir(cfg, state.scored_dir)
     texts = ["".join(rec["texts"]) for rec in heldout_records(cfg, scored)]
     if first_tokens is None:
         return texts

@@ -28,6 +28,7 @@ from harness import distributed as dist
 from harness.atomic import atomic_write_dir
 from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 from harness.checkpoints.layout import checkpoints_dir, eval_dir, hf_dir, step_of
+from harness.checkpoints.state import RunState
 from harness.config import Config, config_to_yaml
 from harness.control_tokens import CONTROL_TOKENS
 from harness.objectives import objective_class
@@ -65,7 +66,7 @@ def _usage(cfg: Config) -> list[str]:
 def model_card(
     cfg: Config,
     lm: nn.Module,
-    state: dict[str, Any],
+    state: RunState | None,
     has_value_head: bool,
     eval_metrics: dict[str, Any] | None = None,
 ) -> str:
@@ -86,7 +87,7 @@ def model_card(
         ),
         (
             "trained",
-            f"{state.get('step', '?')} steps, {state.get('tokens', '?')} tokens, "
+            f"{state.step if state else '?'} steps, {state.tokens if state else '?'} tokens, "
             f"seq_len {d.seq_len}, global batch {t.global_batch_size}",
         ),
         (
@@ -155,16 +156,16 @@ def export_hf(
     tokenizer: Any,
     cfg: Config,
     out_dir: str | Path,
-    state: dict[str, Any] | None = None,
+    state: RunState | None = None,
     value_head: nn.Module | None = None,
     eval_metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write `out_dir` (weights, config, tokenizer, model card, value head) atomically."""
 
     _generation_config(lm, cfg, tokenizer)
-    card = model_card(cfg, lm, state or {}, value_head is not None, eval_metrics)
+    card = model_card(cfg, lm, state, value_head is not None, eval_metrics)
     keep = ("step", "tokens", "world_size", "corpus_fingerprint")  # where the weights came from
-    provenance = {k: v for k, v in (state or {}).items() if k in keep}
+    provenance = {k: getattr(state, k) for k in keep} if state is not None else {}
 
     def write(tmp: Path) -> None:
 

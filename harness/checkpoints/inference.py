@@ -11,7 +11,6 @@ GPT-2 ties lm_head to the input embeddings, so `lm.lm_head.weight` may be absent
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 
 from harness.checkpoints.layout import TAG_RE, checkpoints_dir
-from harness.checkpoints.training import find_resumable, verify_checkpoint
+from harness.checkpoints.state import STATE_FILE, RunState
+from harness.checkpoints.training import find_resumable, read_latest, verify_checkpoint
 from harness.config import Config
 from harness.model import LossModel, build_model
 from harness.objectives import build_objective
@@ -34,7 +34,7 @@ class LoadedCheckpoint:
     """A checkpoint as evaluation and export need it."""
 
     cfg: Config
-    state: dict[str, Any]  # harness_state.json
+    state: RunState  # harness_state.json
     root: Path  # <output_dir>/checkpoints
     tag: str  # step-XXXXXXXX
     model: nn.Module  # harness.model.LossModel, eval mode
@@ -48,7 +48,7 @@ class LoadedCheckpoint:
     @property
     def step(self) -> int:
         """Optimizer step of the checkpoint."""
-        return int(self.state["step"])
+        return self.state.step
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
@@ -58,7 +58,7 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     all check out (`find_resumable`); a given `step-*` folder must check out itself.
     """
     path = Path(path)
-    if (path / "harness_state.json").is_file() or TAG_RE.match(path.name):
+    if (path / STATE_FILE).is_file() or TAG_RE.match(path.name):
         problem = verify_checkpoint(path)
         if problem is not None:
             raise FileNotFoundError(
@@ -66,7 +66,7 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
             )
         return path.parent, path.name
     for root in (checkpoints_dir(path), path):
-        if (root / "latest").is_file():
+        if read_latest(root) is not None:
             tag = find_resumable(root)
             if tag is None:
                 raise FileNotFoundError(
@@ -79,12 +79,12 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     )
 
 
-def read_state(root: Path, tag: str) -> dict[str, Any]:
-    """The harness state of a checkpoint (step, tokens, resolved config YAML, ...)."""
-    return json.loads((Path(root) / tag / "harness_state.json").read_text())
+def read_state(root: Path, tag: str) -> RunState:
+    """The run state of a checkpoint (step, tokens, resolved config YAML, ...)."""
+    return RunState.read(Path(root) / tag)
 
 
-def config_from_checkpoint(state: dict[str, Any], argv: list[str] | None = None) -> Config:
+def config_from_checkpoint(state: RunState, argv: list[str] | None = None) -> Config:
     """The run config: `argv` as given when it has `--config`, else the checkpoint's config plus `argv`.
 
     Validated without a world size: evaluation does not run the batch arithmetic.
@@ -94,7 +94,7 @@ def config_from_checkpoint(state: dict[str, Any], argv: list[str] | None = None)
         return parse_config(argv, prog="evaluate.py")
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "config.yaml"
-        saved.write_text(state["config"])
+        saved.write_text(state.config)
         return parse_config(["--config", str(saved), *argv], prog="evaluate.py")
 
 

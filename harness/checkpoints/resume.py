@@ -13,17 +13,18 @@ from typing import Any
 import yaml
 
 from harness.checkpoints.layout import checkpoints_dir
+from harness.checkpoints.state import RunState
 from harness.config import Config, config_from_dict, config_to_dict
 from harness.tasks import scorer_options_for
 
 MODEL_KEYS = ("arch", "path", "n_layer", "n_head", "n_embd", "config_kwargs")
 
 
-def _saved_config(state: dict[str, Any]) -> dict[str, Any]:
-    return yaml.safe_load(state.get("config", "")) or {}
+def _saved_config(state: RunState) -> dict[str, Any]:
+    return yaml.safe_load(state.config) or {}
 
 
-def model_differences(cfg: Config, state: dict[str, Any]) -> list[str]:
+def model_differences(cfg: Config, state: RunState) -> list[str]:
     """Model-shape keys (and seq_len) whose checkpoint value differs from the config's."""
     saved = _saved_config(state)
     now = config_to_dict(cfg)["model"]
@@ -39,13 +40,13 @@ def model_differences(cfg: Config, state: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def run_differences(cfg: Config, state: dict[str, Any], corpus_fingerprint: str) -> list[str]:
+def run_differences(cfg: Config, state: RunState, corpus_fingerprint: str) -> list[str]:
     """Corpus fingerprint, scorer (name and options in force) and objective that differ."""
     diffs = []
-    if state.get("corpus_fingerprint") not in (None, corpus_fingerprint):
+    if state.corpus_fingerprint not in (None, corpus_fingerprint):
         diffs.append(
             f"corpus fingerprint (data.corpus and its files): checkpoint "
-            f"{state['corpus_fingerprint']}, now {corpus_fingerprint}"
+            f"{state.corpus_fingerprint}, now {corpus_fingerprint}"
         )
     saved = _saved_config(state)
     if not saved:
@@ -67,13 +68,13 @@ def run_differences(cfg: Config, state: dict[str, Any], corpus_fingerprint: str)
     return diffs
 
 
-def check_resumable(cfg: Config, state: dict[str, Any], corpus_fingerprint: str) -> None:
+def check_resumable(cfg: Config, state: RunState, corpus_fingerprint: str) -> None:
     """Raise ValueError naming every difference that forbids resuming `state` with `cfg`."""
-    where = checkpoints_dir(cfg.run.output_dir) / state["tag"]
+    where = checkpoints_dir(cfg.run.output_dir) / state.tag
     diffs = model_differences(cfg, state)
     if diffs:
         raise ValueError(
-            f"cannot resume {cfg.run.output_dir} from checkpoint {state['tag']}: the model differs ("
+            f"cannot resume {cfg.run.output_dir} from checkpoint {state.tag}: the model differs ("
             + "; ".join(diffs)
             + "). Use another run.output_dir or the checkpoint's config."
         )
@@ -86,11 +87,11 @@ def check_resumable(cfg: Config, state: dict[str, Any], corpus_fingerprint: str)
         )
 
 
-def check_tokenizer(state: dict[str, Any], fingerprint: str) -> None:
+def check_tokenizer(state: RunState, fingerprint: str) -> None:
     """Raise ValueError when the checkpoint was trained with another tokenizer."""
-    saved = state.get("tokenizer_fingerprint")
+    saved = state.tokenizer_fingerprint
     if saved not in (None, fingerprint):
         raise ValueError(
-            f"cannot resume from checkpoint {state['tag']}: it was trained with another tokenizer "
+            f"cannot resume from checkpoint {state.tag}: it was trained with another tokenizer "
             f"(fingerprint {saved}, now {fingerprint}; see data.tokenizer / data.vocab_size / data.corpus)"
         )

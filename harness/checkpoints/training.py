@@ -30,6 +30,7 @@ import logging
 import os
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import xxhash
 from harness import distributed as dist
 from harness.atomic import atomic_write, atomic_write_text
 from harness.checkpoints.layout import TAG_RE, tag_for
+from harness.checkpoints.state import STATE_FILE, FileRecord, RunState
 
 
 class CheckpointSaveError(RuntimeError):
@@ -47,6 +49,8 @@ class CheckpointSaveError(RuntimeError):
 
 
 log = logging.getLogger(__name__)
+
+LATEST = "latest"  # DeepSpeed's own pointer name: zero_to_fp32.py and load_checkpoint read it
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -87,31 +91,31 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
-    """{relative path: {"bytes", "xxh3_128"}} of every file under `folder`, on every rank.
+def describe_files(folder: Path) -> dict[str, FileRecord]:
+    """{relative path: its size and xxh3-128} of every file under `folder`, on every rank.
 
     Called by all ranks after the barrier that follows their writes: rank r hashes the files
     r, r + world, ... of the sorted listing, and the shares are gathered.
     """
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "harness_state.json")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != STATE_FILE)
     mine = {
-        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "xxh3_128": file_digest(p)}
+        str(p.relative_to(folder)): FileRecord(p.stat().st_size, file_digest(p))
         for p in files[dist.rank() :: dist.world_size()]
     }
-    merged: dict[str, dict[str, Any]] = {}
+    merged: dict[str, FileRecord] = {}
     for share in dist.all_gather_object(mine):
         merged.update(share)
     return dict(sorted(merged.items()))
 
 
-def save_checkpoint(engine, root: Path, state: dict[str, Any], tokenizer, keep_last: int) -> Path:
+def save_checkpoint(engine, root: Path, state: RunState, tokenizer, keep_last: int) -> Path:
     """Save on every rank, then publish `latest` and prune old checkpoints (rank 0).
 
     A failing write (disk full, quota) raises on the rank that hit it, naming the folder; the
     launcher then stops the other ranks, and `latest` still names the previous checkpoint.
     """
     root = Path(root)
-    tag = tag_for(state["step"])
+    tag = tag_for(state.step)
     folder = root / tag
     if dist.is_main() and folder.exists():
         # A step saved again (its earlier save was corrupt, or its run was resumed from before it):
@@ -132,9 +136,8 @@ def save_checkpoint(engine, root: Path, state: dict[str, Any], tokenizer, keep_l
     dist.barrier()  # every rank's files are on disk before the checkpoint is described and published
     files = describe_files(folder)
     if dist.is_main():
-        full_state = {**state, "world_size": dist.world_size(), "files": files}
-        atomic_write_text(folder / "harness_state.json", json.dumps(full_state, indent=2))
-        atomic_write_text(root / "latest", tag)
+        replace(state, world_size=dist.world_size(), files=files).write(folder)
+        atomic_write_text(root / LATEST, tag)
         prune_checkpoints(root, keep_last)
     dist.barrier()
     return folder
@@ -146,47 +149,57 @@ def verify_checkpoint(folder: Path) -> str | None:
     Every file it lists must exist with its size (checked for all files first: cheap) and its
     checksum (checkpoints written before checksums were recorded list sizes only).
     """
-    state_file = folder / "harness_state.json"
-    if not state_file.is_file():
-        return "no harness_state.json (the save did not finish)"
+    if not (folder / STATE_FILE).is_file():
+        return f"no {STATE_FILE} (the save did not finish)"
     try:
-        state = json.loads(state_file.read_text())
+        state = RunState.read(folder)
     except json.JSONDecodeError as err:
-        return f"harness_state.json is not valid JSON ({err})"
-    files = {
-        rel: entry if isinstance(entry, dict) else {"bytes": entry}
-        for rel, entry in state.get("files", {}).items()
-    }
-    for rel, entry in files.items():
+        return f"{STATE_FILE} is not valid JSON ({err})"
+    except (ValueError, TypeError) as err:
+        return f"{STATE_FILE} cannot be read: {err}"
+    for rel, entry in state.files.items():
         path = folder / rel
         if not path.is_file():
             return f"{rel} is missing"
-        if path.stat().st_size != entry["bytes"]:
+        if path.stat().st_size != entry.bytes:
             return (
-                f"{rel} has {path.stat().st_size} bytes, expected {entry['bytes']} "
+                f"{rel} has {path.stat().st_size} bytes, expected {entry.bytes} "
                 "(truncated or corrupted)"
             )
-    for rel, entry in files.items():
-        if "xxh3_128" in entry and file_digest(folder / rel) != entry["xxh3_128"]:
+    for rel, entry in state.files.items():
+        if entry.xxh3_128 is not None and file_digest(folder / rel) != entry.xxh3_128:
             return (
                 f"{rel} has the right size but another checksum than when it was saved (corrupted)"
             )
     return None
 
 
+def read_latest(root: Path) -> str | None:
+    """The tag the `latest` pointer of a checkpoints folder names, or None (nothing published).
+
+    The one reader of the pointer: resume, pruning, clean-up and `--checkpoint` resolution all ask here.
+    """
+    pointer = Path(root) / LATEST
+    return (pointer.read_text().strip() or None) if pointer.is_file() else None
+
+
+def step_tags(root: Path) -> list[str]:
+    """The `step-*` checkpoint folders under `root`, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        (p.name for p in root.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True
+    )
+
+
 def find_resumable(root: Path) -> str | None:
     """The newest complete checkpoint: `latest` if it verifies, else the newest older one that does."""
     root = Path(root)
-    if not root.is_dir():
-        return None
-    pointer = root / "latest"
-    latest = pointer.read_text().strip() if pointer.is_file() else None
-    tags = sorted(
-        (p.name for p in root.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True
-    )
+    latest = read_latest(root)
     if latest is None:
         return None  # nothing was ever published here
-    candidates = [latest] + [t for t in tags if t < latest]
+    candidates = [latest] + [t for t in step_tags(root) if t < latest]
     for tag in candidates:
         problem = verify_checkpoint(root / tag)
         if problem is None:
@@ -201,12 +214,8 @@ def find_resumable(root: Path) -> str | None:
 
 def prune_checkpoints(root: Path, keep_last: int) -> None:
     """Delete all but the newest `keep_last` checkpoints (never the one `latest` names)."""
-    pointer = root / "latest"
-    current = pointer.read_text().strip() if pointer.is_file() else None
-    tags = sorted(
-        (p.name for p in root.iterdir() if p.is_dir() and TAG_RE.match(p.name)), reverse=True
-    )
-    for old in tags[keep_last:]:
+    current = read_latest(root)
+    for old in step_tags(root)[keep_last:]:
         if old != current:
             shutil.rmtree(root / old, ignore_errors=True)
             shutil.rmtree(root / f"{old}.universal", ignore_errors=True)
@@ -218,8 +227,7 @@ def remove_unpublished(root: Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    pointer = root / "latest"
-    latest = pointer.read_text().strip() if pointer.is_file() else ""
+    latest = read_latest(root) or ""
     removed = []
     for p in sorted(root.iterdir()):
         base = p.name.removesuffix(".universal")
@@ -232,15 +240,14 @@ def remove_unpublished(root: Path) -> list[str]:
     return removed
 
 
-def resume_point(root: Path) -> dict[str, Any] | None:
-    """The harness state of the checkpoint to resume from (agreed by all ranks), or None."""
+def resume_point(root: Path) -> RunState | None:
+    """The run state of the checkpoint to resume from (agreed by all ranks), or None."""
     root = Path(root)
     state = None
     if dist.is_main():
         tag = find_resumable(root)
         if tag is not None:
-            state = json.loads((root / tag / "harness_state.json").read_text())
-            state["tag"] = tag
+            state = RunState.read(root / tag)
     return dist.broadcast_object(state)
 
 
@@ -302,10 +309,10 @@ def _repair_universal_load(engine, weight_decay: list[float]) -> None:
             state["step"] = state["step"].clone()
 
 
-def load_checkpoint(engine, root: Path, state: dict[str, Any], load_tag: str | None = None) -> None:
+def load_checkpoint(engine, root: Path, state: RunState, load_tag: str | None = None) -> None:
     """Load the checkpoint `state` describes into `engine` and restore this rank's RNG state."""
     root = Path(root)
-    tag = state["tag"]
+    tag = state.tag
     groups = _inner_param_groups(engine)
     weight_decay = [group["weight_decay"] for group in groups]
     load_path, _ = engine.load_checkpoint(
@@ -316,11 +323,11 @@ def load_checkpoint(engine, root: Path, state: dict[str, Any], load_tag: str | N
     if load_tag is not None and load_tag != tag:
         _repair_universal_load(engine, weight_decay)
     rng_file = root / tag / f"rng_state_rank{dist.rank()}.pt"
-    if state.get("world_size") == dist.world_size() and rng_file.is_file():
+    if state.world_size == dist.world_size() and rng_file.is_file():
         set_rng_state(torch.load(rng_file, weights_only=False))
     else:
         # Another world size: per-rank streams cannot be mapped; reseed deterministically instead.
-        seed = int(state.get("seed", 0)) + 1_000_003 * int(state["step"]) + dist.rank()
+        seed = state.seed + 1_000_003 * state.step + dist.rank()
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)

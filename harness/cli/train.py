@@ -110,7 +110,7 @@ def score_main(argv: list[str]) -> int:
     folder, manifest, _ = run_scoring(cfg, plan)
     if dist.is_main():
         print(
-            f"scored {manifest['rows']} documents into {manifest['num_shards']} shards under {folder}"
+            f"scored {manifest.rows} documents into {manifest.job.num_shards} shards under {folder}"
         )
     dist.shutdown_distributed()
     return 0

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,13 @@ from harness.data.buckets import is_heldout
 from harness.data.executor import publish_once, run_in_launch, task_done
 from harness.data.packing import BlockWriter, document_token_counts, encode_batches, token_dtype
 from harness.data.prefix import counts_file, shard_windows
-from harness.data.score_stage import index_name, iter_shard, shard_name
+from harness.data.score_stage import (
+    ScoringJob,
+    ScoringManifest,
+    index_name,
+    iter_shard,
+    shard_name,
+)
 
 PACK_VERSION = "pack-v4"  # v4: one held-out split, in heldout_treatment()
 BATCH_RECORDS = 256
@@ -45,10 +51,10 @@ def dedup_keep_file(scored_dir: Path) -> Path:
     return Path(scored_dir) / "dedup-keep.npy"
 
 
-def build_dedup_mask(scored_dir: Path, manifest: dict[str, Any]) -> np.ndarray:
+def build_dedup_mask(scored_dir: Path, manifest: ScoringManifest) -> np.ndarray:
     """True for the first document with each text digest, in plan order (8 bytes per document)."""
     digests = [
-        np.load(Path(scored_dir) / index_name(k, ".npy")) for k in range(len(manifest["shards"]))
+        np.load(Path(scored_dir) / index_name(k, ".npy")) for k in range(len(manifest.shards))
     ]
     flat = np.concatenate(digests) if digests else np.zeros(0, np.int64)
     _, first = np.unique(flat, return_index=True)
@@ -57,7 +63,7 @@ def build_dedup_mask(scored_dir: Path, manifest: dict[str, Any]) -> np.ndarray:
     return keep
 
 
-def ensure_dedup_mask(scored_dir: Path, manifest: dict[str, Any]) -> Path:
+def ensure_dedup_mask(scored_dir: Path, manifest: ScoringManifest) -> Path:
     """Compute the dedup mask once (rank 0); the other ranks wait for the file."""
     path = dedup_keep_file(scored_dir)
 
@@ -84,7 +90,7 @@ class PackShard(PipelineStep):
     name = "pack blocks"
     type = "🔢 - TOKENIZER"
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, spec: PackSpec):
         super().__init__()
         self.spec = spec
 
@@ -92,26 +98,24 @@ class PackShard(PipelineStep):
         from harness.objectives import build_objective
 
         s = self.spec
-        objective = build_objective(ObjectiveConfig(**s["objective"]), s["seed"])
+        objective = build_objective(ObjectiveConfig(**s.objective), s.seed)
         return {"train": objective.treat, "heldout": objective.heldout_treatment()[0]}
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         """Write part `rank`; yields nothing."""
         started = time.time()
         s = self.spec
-        tok = _tokenizer(s["tokenizer"], s["control_tokens"])
+        tok = _tokenizer(s.tokenizer, s.control_tokens)
         treatments = self._treatments()
-        part = Path(s["out"]) / "parts" / f"part-{rank:05d}"
+        part = Path(s.out) / "parts" / f"part-{rank:05d}"
         tmp = part.with_name(f".{part.name}.tmp{os.getpid()}")
         for stale in part.parent.glob(f".{part.name}.tmp*"):  # a killed worker's, on this task
             shutil.rmtree(stale, ignore_errors=True)
         dtype = token_dtype(len(tok))
-        writers = {split: BlockWriter(tmp / split, s["seq_len"], dtype) for split in treatments}
+        writers = {split: BlockWriter(tmp / split, s.seq_len, dtype) for split in treatments}
         self._train_seen = 0  # training documents met so far: their index for the prefix window
         self._window = (
-            shard_windows(s["counts_dir"], len(s["shards"]), *_prefix(s))[rank]
-            if s["counts_dir"]
-            else None
+            shard_windows(s.counts_dir, len(s.shards), *_prefix(s))[rank] if s.counts_dir else None
         )
         batch: list[dict[str, Any]] = []
         for rec in kept_records(s, rank, lambda: self.stat_update("duplicates")):
@@ -125,12 +129,12 @@ class PackShard(PipelineStep):
             shutil.rmtree(part)
         os.replace(tmp, part)
         tokens = sum(m["num_tokens"] for m in metas.values())
-        task_done("packing", rank, len(s["shards"]), started, f"{tokens} tokens")
+        task_done("packing", rank, len(s.shards), started, f"{tokens} tokens")
         return
         yield  # a generator, as datatrove expects of a step
 
     def _write(self, batch, treatments, writers, tok) -> None:
-        fraction = self.spec["heldout_fraction"]
+        fraction = self.spec.heldout_fraction
         held = [is_heldout(rec["id"], fraction) for rec in batch]
         for split, treat in treatments.items():
             want = split != "train"
@@ -144,13 +148,13 @@ class PackShard(PipelineStep):
             self.stat_update(f"{split}_documents", value=len(records))
 
 
-def kept_records(spec: dict[str, Any], rank: int, on_duplicate=None):
+def kept_records(spec: PackSpec, rank: int, on_duplicate=None):
     """The records of scored shard `rank` in order, later copies dropped (`data.dedup`)."""
     keep = None
-    if spec["dedup_file"]:
-        start = _row_offset(Path(spec["scored_dir"]), rank)
-        keep = np.load(spec["dedup_file"], mmap_mode="r")[start:]
-    for i, rec in enumerate(iter_shard(Path(spec["shards"][rank]))):
+    if spec.dedup_file:
+        start = _row_offset(Path(spec.scored_dir), rank)
+        keep = np.load(spec.dedup_file, mmap_mode="r")[start:]
+    for i, rec in enumerate(iter_shard(Path(spec.shards[rank]))):
         if keep is not None and not keep[i]:
             if on_duplicate is not None:
                 on_duplicate()
@@ -158,8 +162,8 @@ def kept_records(spec: dict[str, Any], rank: int, on_duplicate=None):
         yield rec
 
 
-def _prefix(spec: dict[str, Any]) -> tuple[int | None, int | None]:
-    return spec["skip_tokens"], spec["take_tokens"]
+def _prefix(spec: PackSpec) -> tuple[int | None, int | None]:
+    return spec.skip_tokens, spec.take_tokens
 
 
 class CountShard(PipelineStep):
@@ -168,15 +172,15 @@ class CountShard(PipelineStep):
     name = "count tokens"
     type = "🔢 - TOKENIZER"
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, spec: PackSpec):
         super().__init__()
         self.spec = spec
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         """Write counts/shard-k.npy; yields nothing."""
         s = self.spec
-        tok = _tokenizer(s["tokenizer"], s["control_tokens"])
-        fraction = s["heldout_fraction"]
+        tok = _tokenizer(s.tokenizer, s.control_tokens)
+        fraction = s.heldout_fraction
         train = (r for r in kept_records(s, rank) if not is_heldout(r["id"], fraction))
         counts = document_token_counts(train, tok)
 
@@ -184,29 +188,27 @@ class CountShard(PipelineStep):
             with open(tmp, "wb") as fh:
                 np.save(fh, counts)
 
-        atomic_write(counts_file(s["counts_dir"], rank), write)
+        atomic_write(counts_file(s.counts_dir, rank), write)
         return
         yield
 
 
-def count_tokens(spec: dict[str, Any], run_stage: Callable = run_in_launch) -> None:
+def count_tokens(spec: PackSpec, run_stage: Callable = run_in_launch) -> None:
     """Count the training documents' tokens (missing shards only), then check the prefix window."""
-    n = len(spec["shards"])
-    if not all(counts_file(spec["counts_dir"], k).is_file() for k in range(n)):
-        folder = Path(spec["counts_dir"])
+    n = len(spec.shards)
+    if not all(counts_file(spec.counts_dir, k).is_file() for k in range(n)):
+        folder = Path(spec.counts_dir)
         run_stage([CountShard(spec)], n, folder / "datatrove", "counting tokens")
-    shard_windows(spec["counts_dir"], n, *_prefix(spec))  # an empty selection fails here
+    shard_windows(spec.counts_dir, n, *_prefix(spec))  # an empty selection fails here
 
 
-def pack_key(
-    cfg: Config, manifest: dict[str, Any], tokenizer_id: str, treatment_keys: list[str]
-) -> str:
+def pack_key(cfg: Config, job: ScoringJob, tokenizer_id: str, treatment_keys: list[str]) -> str:
     """Names a packed corpus by everything its blocks depend on."""
     raw = json.dumps(
         [
-            manifest["corpus_fingerprint"],
-            manifest["scorer"],
-            manifest["scorer_options"],
+            job.corpus_fingerprint,
+            job.scorer,
+            job.scorer_options,
             tokenizer_id,
             treatment_keys,
             cfg.data.seq_len,
@@ -226,6 +228,50 @@ def has_prefix(cfg: Config) -> bool:
     return cfg.data.skip_tokens is not None or cfg.data.take_tokens is not None
 
 
+@dataclass(frozen=True)
+class PackSpec:
+    """Everything a pack (or count) task needs, as plain data: pickled for SLURM and Ray tasks."""
+
+    out: str
+    """The packed folder (`meta.json`, `parts/part-XXXXX/<split>/`)."""
+    scored_dir: str
+    """The scored shards' folder."""
+    shards: tuple[str, ...]
+    """Scored shard files, one per task, in order."""
+    tokenizer: str
+    """Tokenizer file or folder."""
+    control_tokens: bool
+    """Whether the tokenizer gets the control tokens (conditional training)."""
+    seq_len: int
+    """Tokens per block."""
+    heldout_fraction: float
+    """Documents held out by a hash of their id (`data.heldout_fraction`)."""
+    objective: dict[str, Any]
+    """The objective section (its `treat` rewrites training documents, e.g. control tokens)."""
+    seed: int
+    """`run.seed` (objectives that draw, e.g. conditional's token dropping)."""
+    splits: tuple[str, ...] = ("train", "heldout")
+    """Splits written per part."""
+    dedup_file: str | None = None
+    """Keep-mask of the rows (`data.dedup`); None keeps every row."""
+    skip_tokens: int | None = None
+    """`data.skip_tokens`: training tokens skipped at the start of the stream."""
+    take_tokens: int | None = None
+    """`data.take_tokens`: training tokens kept after the skipped ones."""
+    counts_dir: str | None = None
+    """Where the training documents' token counts go; None: no prefix window asked for."""
+
+    def to_json(self) -> str:
+        """JSON text of the spec."""
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> PackSpec:
+        """The spec `to_json` wrote."""
+        raw = json.loads(text)
+        return cls(**{**raw, "shards": tuple(raw["shards"]), "splits": tuple(raw["splits"])})
+
+
 def pack_spec(
     cfg: Config,
     scored_dir: Path,
@@ -234,25 +280,23 @@ def pack_spec(
     tokenizer: str,
     objective: Any,
     counts_dir: Path | None = None,
-) -> dict[str, Any]:
-    """Everything a pack task needs, as plain data (the step is pickled for SLURM and Ray)."""
-    return {
-        "out": str(out),
-        "scored_dir": str(scored_dir),
-        "shards": [str(Path(scored_dir) / shard_name(k, num_shards)) for k in range(num_shards)],
-        "tokenizer": str(tokenizer),
-        "control_tokens": bool(objective.control_tokens),
-        "seq_len": cfg.data.seq_len,
-        "heldout_fraction": cfg.data.heldout_fraction,
-        "objective": asdict(cfg.objective),
-        "seed": cfg.run.seed,
-        "splits": ["train", "heldout"],
-        "dedup_file": str(dedup_keep_file(scored_dir)) if cfg.data.dedup else None,
-        "skip_tokens": cfg.data.skip_tokens,
-        "take_tokens": cfg.data.take_tokens,
-        # Where the token counts of the training documents go; None: no prefix asked for.
-        "counts_dir": str(counts_dir) if counts_dir is not None else None,
-    }
+) -> PackSpec:
+    """The pack spec of a run config over `num_shards` scored shards."""
+    return PackSpec(
+        out=str(out),
+        scored_dir=str(scored_dir),
+        shards=tuple(str(Path(scored_dir) / shard_name(k, num_shards)) for k in range(num_shards)),
+        tokenizer=str(tokenizer),
+        control_tokens=bool(objective.control_tokens),
+        seq_len=cfg.data.seq_len,
+        heldout_fraction=cfg.data.heldout_fraction,
+        objective=asdict(cfg.objective),
+        seed=cfg.run.seed,
+        dedup_file=str(dedup_keep_file(scored_dir)) if cfg.data.dedup else None,
+        skip_tokens=cfg.data.skip_tokens,
+        take_tokens=cfg.data.take_tokens,
+        counts_dir=str(counts_dir) if counts_dir is not None else None,
+    )
 
 
 def _row_offset(scored_dir: Path, shard: int) -> int:
@@ -263,14 +307,14 @@ def _row_offset(scored_dir: Path, shard: int) -> int:
     )
 
 
-def build_pack_meta(spec: dict[str, Any], tokenizer_fp: str) -> dict[str, Any]:
+def build_pack_meta(spec: PackSpec, tokenizer_fp: str) -> dict[str, Any]:
     """The packed folder's meta.json: every split's parts in shard order, with their counts."""
-    out = Path(spec["out"])
+    out = Path(spec.out)
     splits: dict[str, Any] = {}
     token_dtype_name = None
-    for split in spec["splits"]:
+    for split in spec.splits:
         parts = []
-        for k in range(len(spec["shards"])):
+        for k in range(len(spec.shards)):
             rel = f"parts/part-{k:05d}/{split}"
             meta = json.loads((out / rel / "meta.json").read_text())
             token_dtype_name = meta["token_dtype"]
@@ -286,21 +330,21 @@ def build_pack_meta(spec: dict[str, Any], tokenizer_fp: str) -> dict[str, Any]:
         }
     return {
         "version": PACK_VERSION,
-        "seq_len": spec["seq_len"],
+        "seq_len": spec.seq_len,
         "token_dtype": token_dtype_name,
         "tokenizer_fingerprint": tokenizer_fp,
         "splits": splits,
     }
 
 
-def pack_pipeline(spec: dict[str, Any]) -> list:
+def pack_pipeline(spec: PackSpec) -> list:
     """The pack stage's datatrove pipeline (one step: read, treat, tokenize, write)."""
     return [PackShard(spec)]
 
 
-def publish_pack_meta(spec: dict[str, Any], tokenizer_fp: str) -> None:
+def publish_pack_meta(spec: PackSpec, tokenizer_fp: str) -> None:
     """Rank 0 writes the packed meta.json once every task is complete; the others wait for it."""
-    out = Path(spec["out"])
+    out = Path(spec.out)
     publish_once(
         out / "meta.json",
         lambda tmp: tmp.write_text(json.dumps(build_pack_meta(spec, tokenizer_fp), indent=1)),
@@ -309,14 +353,12 @@ def publish_pack_meta(spec: dict[str, Any], tokenizer_fp: str) -> None:
     )
 
 
-def pack_corpus(
-    spec: dict[str, Any], tokenizer_fp: str, run_stage: Callable = run_in_launch
-) -> Path:
+def pack_corpus(spec: PackSpec, tokenizer_fp: str, run_stage: Callable = run_in_launch) -> Path:
     """Pack this rank's share of the missing parts, wait for the others, publish meta.json."""
-    out = Path(spec["out"])
+    out = Path(spec.out)
     if not (out / "meta.json").is_file():
-        if spec["counts_dir"]:
+        if spec.counts_dir:
             count_tokens(spec, run_stage)
-        run_stage(pack_pipeline(spec), len(spec["shards"]), out / "datatrove", "packing")
+        run_stage(pack_pipeline(spec), len(spec.shards), out / "datatrove", "packing")
         publish_pack_meta(spec, tokenizer_fp)
     return out

@@ -41,7 +41,14 @@ from harness.data.pack_stage import (
 from harness.data.packing import PackedBlocks
 from harness.data.plan import CorpusPlan, corpus_key, load_or_make_plan
 from harness.data.prefix import check_skip_bound
-from harness.data.score_stage import iter_shard, score_corpus, scorer_key, shard_paths
+from harness.data.score_stage import (
+    ScoringJob,
+    ScoringManifest,
+    iter_shard,
+    score_corpus,
+    scorer_key,
+    shard_paths,
+)
 from harness.hub_refs import record_corpus
 from harness.tasks import scorer_options_for
 from harness.tokenizer import load_tokenizer, tokenizer_fingerprint, train_bpe
@@ -71,9 +78,8 @@ def scored_dir_for(cfg: Config) -> Path:
     return Path(cfg.data.cache_dir) / "scored" / f"{corpus_key(cfg.data)}-{scorer}-{key}"
 
 
-def find_scored_dir(cfg: Config, state: dict[str, Any]) -> Path:
-    """A run's scored shards: the folder its checkpoint state names, else found (or made) again."""
-    folder = state.get("scored_dir")
+def find_scored_dir(cfg: Config, folder: str | None) -> Path:
+    """A run's scored shards: `folder` (the one its checkpoint names), else found (or made) again."""
     if folder and (Path(folder) / "manifest.json").is_file():
         return Path(folder)
     return run_scoring(cfg)[0]
@@ -91,13 +97,13 @@ def plan_corpus(cfg: Config) -> tuple[CorpusPlan, Path]:
 
 def run_scoring(
     cfg: Config, plan: CorpusPlan | None = None, run_stage: Callable = run_in_launch
-) -> tuple[Path, dict[str, Any], str]:
+) -> tuple[Path, ScoringManifest, str]:
     """Make sure every shard is scored; return (folder, manifest, corpus fingerprint)."""
     folder = scored_dir_for(cfg)
     plan = plan or plan_corpus(cfg)[0]
     options = scorer_options_for(cfg.data)
     manifest = score_corpus(plan, folder, cfg.data, cfg.data.scorer, options, run_stage)
-    return folder, manifest, manifest["corpus_fingerprint"]
+    return folder, manifest, manifest.job.corpus_fingerprint
 
 
 def bpe_file(cfg: Config, corpus_fp: str) -> Path:
@@ -106,7 +112,7 @@ def bpe_file(cfg: Config, corpus_fp: str) -> Path:
     return bpe_cache_file(cfg.data.cache_dir, corpus_fp, cfg.data.vocab_size, sample)
 
 
-def train_tokenizer(cfg: Config, scored: Path, manifest: dict[str, Any], out_file: Path) -> None:
+def train_tokenizer(cfg: Config, scored: Path, manifest: ScoringManifest, out_file: Path) -> None:
     """Train the BPE on a sample of the training split, streamed from the shards."""
 
     keep_mask = None
@@ -125,18 +131,18 @@ def train_tokenizer(cfg: Config, scored: Path, manifest: dict[str, Any], out_fil
     texts = bpe_sample(
         records(),
         lambda rec: not is_heldout(rec["id"], fraction),
-        manifest["text_bytes"],
+        manifest.text_bytes,
         cfg.data.bpe_sample_bytes,
     )
     log.info("training a byte-level BPE (vocab %d) -> %s", cfg.data.vocab_size, out_file)
     train_bpe(texts, cfg.data.vocab_size, out_file)
 
 
-def ensure_tokenizer(cfg: Config, scored: Path, manifest: dict[str, Any]) -> str:
+def ensure_tokenizer(cfg: Config, scored: Path, manifest: ScoringManifest) -> str:
     """The tokenizer's path: `data.tokenizer`, or the cached BPE (trained once, on rank 0)."""
     if cfg.data.tokenizer is not None:
         return cfg.data.tokenizer
-    path = bpe_file(cfg, manifest["corpus_fingerprint"])
+    path = bpe_file(cfg, manifest.job.corpus_fingerprint)
     path.parent.mkdir(parents=True, exist_ok=True)
     publish_once(
         path,
@@ -161,27 +167,27 @@ def tokenizer_id(
 
 
 def packed_dir_for(
-    cfg: Config, job: dict[str, Any], objective: Any, tokenizer_fp: str | None = None
+    cfg: Config, job: ScoringJob, objective: Any, tokenizer_fp: str | None = None
 ) -> Path:
-    """Where this scored corpus (its manifest or scoring.json) is packed for this tokenizer and objective."""
+    """Where this scored corpus (its scoring job) is packed for this tokenizer and objective."""
     keys = [objective.treatment_key(), objective.heldout_treatment()[1]]
     control = bool(objective.control_tokens)
-    tok_id = tokenizer_id(cfg, job["corpus_fingerprint"], control, tokenizer_fp)
+    tok_id = tokenizer_id(cfg, job.corpus_fingerprint, control, tokenizer_fp)
     return Path(cfg.data.cache_dir) / "packed" / pack_key(cfg, job, tok_id, keys)
 
 
-def counts_dir_for(cfg: Config, job: dict[str, Any]) -> Path | None:
+def counts_dir_for(cfg: Config, job: ScoringJob) -> Path | None:
     """Where the token counts of the training documents go (for data.skip/take_tokens; None
     without a prefix): one folder per scored corpus, tokenizer and split, shared by every
     objective and prefix. The tokenizer is named without control tokens (plain text is counted)."""
     if not has_prefix(cfg):
         return None
-    tok_id = tokenizer_id(cfg, job["corpus_fingerprint"], False)
+    tok_id = tokenizer_id(cfg, job.corpus_fingerprint, False)
     raw = json.dumps(
         [
-            job["corpus_fingerprint"],
-            job["scorer"],
-            job["scorer_options"],
+            job.corpus_fingerprint,
+            job.scorer,
+            job.scorer_options,
             tok_id,
             cfg.data.heldout_fraction,
             cfg.data.dedup,
@@ -199,7 +205,7 @@ def counts_dir_for(cfg: Config, job: dict[str, Any]) -> Path | None:
 def pack_data(
     cfg: Config,
     scored: Path,
-    manifest: dict[str, Any],
+    manifest: ScoringManifest,
     tok_path: str,
     objective: Any,
     run_stage: Callable = run_in_launch,
@@ -208,11 +214,11 @@ def pack_data(
     control = bool(objective.control_tokens)
     tok = load_tokenizer(tok_path, control)
     tok_fp = tokenizer_fingerprint(tok)
-    out = packed_dir_for(cfg, manifest, objective, tok_fp)
+    out = packed_dir_for(cfg, manifest.job, objective, tok_fp)
     if cfg.data.dedup:
         ensure_dedup_mask(scored, manifest)
-    counts = counts_dir_for(cfg, manifest)
-    spec = pack_spec(cfg, scored, manifest["num_shards"], out, tok_path, objective, counts)
+    counts = counts_dir_for(cfg, manifest.job)
+    spec = pack_spec(cfg, scored, manifest.job.num_shards, out, tok_path, objective, counts)
     pack_corpus(spec, tok_fp, run_stage)
     meta_fp = json.loads((out / "meta.json").read_text())["tokenizer_fingerprint"]
     if meta_fp != tok_fp:
@@ -251,7 +257,7 @@ def prepare_data(
     log.info(
         "data: %d scored documents in %s; %d train blocks (%d tokens), %d held-out blocks of %d "
         "tokens in %s",
-        manifest["rows"],
+        manifest.rows,
         scored,
         len(train),
         train.meta["num_tokens"],

@@ -19,7 +19,6 @@ everything prepared and starts training in seconds.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,13 @@ from datatrove.pipeline.base import PipelineStep
 
 from harness.config import Config
 from harness.data.executor import local_executor
-from harness.data.pack_stage import CountShard, pack_pipeline, pack_spec, publish_pack_meta
+from harness.data.pack_stage import (
+    CountShard,
+    PackSpec,
+    pack_pipeline,
+    pack_spec,
+    publish_pack_meta,
+)
 from harness.data.pipeline import (
     bpe_file,
     counts_dir_for,
@@ -38,7 +43,13 @@ from harness.data.pipeline import (
     plan_corpus,
     prepare_data,
 )
-from harness.data.score_stage import ScoringJob, pin_job, publish_manifest, scoring_pipeline
+from harness.data.score_stage import (
+    ScoringJob,
+    ScoringManifest,
+    pin_job,
+    publish_manifest,
+    scoring_pipeline,
+)
 from harness.data.worker_watch import fail_on_dead_worker
 from harness.tasks import scorer_options_for
 
@@ -67,7 +78,7 @@ class FinishScoring(PipelineStep):
     name = "manifest, dedup mask, tokenizer"
     type = "🏁 - FINISH"
 
-    def __init__(self, cfg_dict: dict[str, Any], folder: str, job: dict[str, Any]):
+    def __init__(self, cfg_dict: dict[str, Any], folder: str, job: ScoringJob):
         super().__init__()
         self.cfg_dict, self.folder, self.job = cfg_dict, folder, job
 
@@ -78,9 +89,8 @@ class FinishScoring(PipelineStep):
 
         cfg = config_from_dict(self.cfg_dict)
         folder = Path(self.folder)
-        job = ScoringJob(**{k: v for k, v in self.job.items() if k != "schema_version"})
-        publish_manifest(folder, job)
-        manifest = json.loads((folder / "manifest.json").read_text())
+        publish_manifest(folder, self.job)
+        manifest = ScoringManifest.read(folder)
         if cfg.data.dedup:
             ensure_dedup_mask(folder, manifest)
         ensure_tokenizer(cfg, folder, manifest)
@@ -94,7 +104,7 @@ class FinishPacking(PipelineStep):
     name = "packed meta.json"
     type = "🏁 - FINISH"
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, spec: PackSpec):
         super().__init__()
         self.spec = spec
 
@@ -103,9 +113,7 @@ class FinishPacking(PipelineStep):
         from harness.tokenizer import load_tokenizer, tokenizer_fingerprint
 
         s = self.spec
-        publish_pack_meta(
-            s, tokenizer_fingerprint(load_tokenizer(s["tokenizer"], s["control_tokens"]))
-        )
+        publish_pack_meta(s, tokenizer_fingerprint(load_tokenizer(s.tokenizer, s.control_tokens)))
         return
         yield
 
@@ -119,10 +127,10 @@ def _stages(cfg: Config, objective: Any) -> list[tuple[str, list, int, Path]]:
     job = ScoringJob(cfg.data.scorer, dict(options), plan.fingerprint, len(plan.units))
     pin_job(folder, job, plan)
     tokenizer = cfg.data.tokenizer or str(bpe_file(cfg, plan.fingerprint))
-    out = packed_dir_for(cfg, job.to_dict(), objective)
-    counts = counts_dir_for(cfg, job.to_dict())
+    out = packed_dir_for(cfg, job, objective)
+    counts = counts_dir_for(cfg, job)
     spec = pack_spec(cfg, folder, job.num_shards, out, tokenizer, objective, counts)
-    finish = FinishScoring(config_to_dict(cfg), str(folder), job.to_dict())
+    finish = FinishScoring(config_to_dict(cfg), str(folder), job)
     n = job.num_shards
     return [
         (
@@ -132,7 +140,7 @@ def _stages(cfg: Config, objective: Any) -> list[tuple[str, list, int, Path]]:
             folder / "datatrove",
         ),
         ("finish_scoring", [finish], 1, folder / "datatrove-finish"),
-        *([("count", [CountShard(spec)], n, counts / "datatrove")] if spec["counts_dir"] else []),
+        *([("count", [CountShard(spec)], n, counts / "datatrove")] if spec.counts_dir else []),
         ("pack", pack_pipeline(spec), n, out / "datatrove"),
         ("finish_packing", [FinishPacking(spec)], 1, out / "datatrove-finish"),
     ]

@@ -227,6 +227,62 @@ class ScoringJob:
         """JSON-able form."""
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ScoringJob:
+        """The job of a scoring.json or manifest.json (other keys ignored)."""
+        return cls(
+            raw["scorer"], raw["scorer_options"], raw["corpus_fingerprint"], raw["num_shards"]
+        )
+
+
+@dataclass(frozen=True)
+class ShardCount:
+    """One scored shard of a manifest: its file (relative to the folder) and what it holds."""
+
+    file: str
+    rows: int
+    text_bytes: int
+
+
+@dataclass(frozen=True)
+class ScoringManifest:
+    """manifest.json of a complete scored folder: the job and every shard's counts, in order.
+
+    Its JSON keeps the scoring.json keys at the top level (scorer, corpus_fingerprint, ...) beside
+    `shards`, `rows` and `text_bytes`, so earlier manifests read unchanged.
+    """
+
+    job: ScoringJob
+    shards: tuple[ShardCount, ...]
+
+    @property
+    def rows(self) -> int:
+        """Documents scored, over all shards."""
+        return sum(s.rows for s in self.shards)
+
+    @property
+    def text_bytes(self) -> int:
+        """UTF-8 bytes of the documents' text, over all shards."""
+        return sum(s.text_bytes for s in self.shards)
+
+    def to_json(self) -> str:
+        """The JSON text of manifest.json."""
+        shards = [asdict(s) for s in self.shards]
+        out = {**self.job.to_dict(), "shards": shards, "rows": self.rows}
+        return json.dumps({**out, "text_bytes": self.text_bytes}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoringManifest:
+        """Parse manifest.json."""
+        raw = json.loads(text)
+        shards = tuple(ShardCount(s["file"], s["rows"], s["text_bytes"]) for s in raw["shards"])
+        return cls(ScoringJob.from_dict(raw), shards)
+
+    @classmethod
+    def read(cls, folder: str | Path) -> ScoringManifest:
+        """The manifest of the scored folder `folder`."""
+        return cls.from_json((Path(folder) / "manifest.json").read_text())
+
 
 def pin_job(folder: Path, job: ScoringJob, plan: CorpusPlan) -> None:
     """Write scoring.json and plan.json, or check that the existing ones describe the same job.
@@ -298,7 +354,7 @@ def scoring_pipeline(folder: Path, data: DataConfig, scorer: str, options: dict[
     ]
 
 
-def build_manifest(folder: Path, job: ScoringJob) -> dict[str, Any]:
+def build_manifest(folder: Path, job: ScoringJob) -> ScoringManifest:
     """The manifest of a complete folder: every shard with its rows and text bytes."""
     shards = []
     for k in range(job.num_shards):
@@ -306,10 +362,11 @@ def build_manifest(folder: Path, job: ScoringJob) -> dict[str, Any]:
         if not path.is_file():
             raise RuntimeError(f"scoring incomplete: {path} missing")
         counts = json.loads((folder / index_name(k, ".json")).read_text())
-        shards.append({"file": shard_name(k, job.num_shards), **counts})
-    manifest = {**job.to_dict(), "shards": shards, "rows": sum(s["rows"] for s in shards)}
-    manifest["text_bytes"] = sum(s["text_bytes"] for s in shards)
-    if manifest["rows"] == 0:
+        shards.append(
+            ShardCount(shard_name(k, job.num_shards), counts["rows"], counts["text_bytes"])
+        )
+    manifest = ScoringManifest(job, tuple(shards))
+    if manifest.rows == 0:
         raise ValueError(f"data.corpus: the corpus yielded no documents (scored into {folder})")
     return manifest
 
@@ -318,7 +375,7 @@ def publish_manifest(folder: Path, job: ScoringJob) -> None:
     """Rank 0 writes manifest.json once every task is complete; the other ranks wait for it."""
     publish_once(
         folder / "manifest.json",
-        lambda tmp: tmp.write_text(json.dumps(build_manifest(folder, job), indent=1)),
+        lambda tmp: tmp.write_text(build_manifest(folder, job).to_json()),
         folder / "datatrove",
         "the scoring manifest",
     )
@@ -331,7 +388,7 @@ def score_corpus(
     scorer: str,
     options: dict[str, Any],
     run_stage: Callable = run_in_launch,
-) -> dict[str, Any]:
+) -> ScoringManifest:
     """Score this rank's share of the missing shards, wait for the others, return the manifest."""
     folder = Path(folder)
     manifest_file = folder / "manifest.json"
@@ -341,7 +398,7 @@ def score_corpus(
         pipeline = scoring_pipeline(folder, data, scorer, options)
         run_stage(pipeline, job.num_shards, folder / "datatrove", "scoring")
         publish_manifest(folder, job)
-    return json.loads(manifest_file.read_text())
+    return ScoringManifest.read(folder)
 
 
 def iter_shard(path: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -379,6 +436,6 @@ def read_shard(path: Path) -> list[dict[str, Any]]:
     return list(iter_shard(path))
 
 
-def shard_paths(folder: Path, manifest: dict[str, Any]) -> list[Path]:
+def shard_paths(folder: Path, manifest: ScoringManifest) -> list[Path]:
     """The shard files a manifest lists, in order."""
-    return [Path(folder) / s["file"] for s in manifest["shards"]]
+    return [Path(folder) / s.file for s in manifest.shards]

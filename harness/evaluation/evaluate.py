@@ -41,11 +41,11 @@ log = logging.getLogger(__name__)
 
 
 def heldout_blocks(
-    cfg: Config, tokenizer: Any, state: dict[str, Any], objective: Any, notes: list[str]
+    cfg: Config, tokenizer: Any, packed_dir: str | None, objective: Any, notes: list[str]
 ):
     """The held-out split in `objective.heldout_treatment()` (untreated unless the objective
     changes the text format), from the run's packed folder; packed again only if it is gone."""
-    folder = state.get("packed_dir")
+    folder = packed_dir
     if not folder or not (Path(folder) / "meta.json").is_file():
         try:
             folder = prepare_data(cfg, objective).packed_dir
@@ -82,12 +82,12 @@ def evaluate_checkpoint(
     )
     model = build_loss_model(cfg, tokenizer, consolidated_state_dict(root, tag)).to(device)
     notes: list[str] = []
-    heldout = heldout_blocks(cfg, tokenizer, state, objective, notes)
+    heldout = heldout_blocks(cfg, tokenizer, state.packed_dir, objective, notes)
     ctx = EvalContext(
         cfg, model.lm, tokenizer, conditional, model, heldout, sync=False, notes=notes
     )
-    out = eval_dir(output_dir if output_dir is not None else root.parent, int(state["step"]))
-    return evaluate_model(ctx, out, int(state["step"]), state.get("tokens"))
+    out = eval_dir(output_dir if output_dir is not None else root.parent, state.step)
+    return evaluate_model(ctx, out, state.step, state.tokens)
 
 
 def evaluate_during_training(run: Any, step: int) -> dict[str, float]:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.data.score_stage import read_shard, shard_paths
+from harness.data.score_stage import ScoringManifest, read_shard, shard_paths
 from tests.integration.launch import (
     ROOT,
     check,
@@ -25,9 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 def scored_rows(folder):
-    import json
 
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = ScoringManifest.read(folder)
     return [r for p in shard_paths(folder, manifest) for r in read_shard(p)]
 
 
