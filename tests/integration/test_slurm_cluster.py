@@ -81,7 +81,10 @@ def run_job(args: list[str], out: Path, timeout: float, **extra_env: str) -> tup
             ["scontrol", "-o", "show", "job", job], capture_output=True, text=True
         ).stdout
         state = re.search(r"JobState=(\S+)", info)
-        if state and state[1] not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
+        # SIGNALING and STAGE_OUT are passing states too: a job whose time-limit signal is being
+        # delivered shows SIGNALING after its tasks ended (seen under load), then COMPLETED.
+        waiting = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT")
+        if state and state[1] not in waiting:
             text = out.read_text() if out.is_file() else ""
             code = re.search(r" ExitCode=(\S+)", info)
             return f"{state[1]} {code[1] if code else '?'}", text
