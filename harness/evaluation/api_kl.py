@@ -57,7 +57,7 @@ from harness.evaluation.openai_client import (
 )
 from harness.evaluation.sampling import max_positions, rank_batches, sequence_logprobs
 from harness.scoring.segmenters import get_segmenter
-from harness.tasks import resolve_task, scorer_options_for
+from harness.tasks import scorer_options_for
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ def text_ids(
     return [i for n, piece in enumerate(pieces) for i in ([*between] if n else []) + piece]
 
 
-def reading_segmenter(cfg: Config) -> Callable[[str], list[str]]:
+def reading_segmenter(ctx: EvalContext) -> Callable[[str], list[str]]:
     """The segmenter of the run's task: how text is read for log-probabilities."""
-    return get_segmenter(resolve_task(cfg.data).segmenter_name(scorer_options_for(cfg.data)))
+    return get_segmenter(ctx.task.segmenter_name(scorer_options_for(ctx.cfg.data)))
 
 
 def segment_control_ids(ctx: EvalContext) -> list[int]:
@@ -101,7 +101,7 @@ def segment_control_ids(ctx: EvalContext) -> list[int]:
     token = ctx.cfg.eval.control_token
     banned = ctx.cfg.eval.banned_control_tokens
     if banned is None:
-        banned = list(resolve_task(ctx.cfg.data).banned_tokens(token))
+        banned = list(ctx.task.banned_tokens(token))
     return [] if token in banned else control_token_ids(ctx.tokenizer, [token])
 
 
@@ -110,7 +110,7 @@ def reading_ids(ctx: EvalContext, text: str) -> list[int]:
     segment by segment as in training (`text_ids`), a control token before each segment where
     the model was trained so (`segment_control_ids`)."""
     prefix = control_prefix_ids(ctx.tokenizer, ctx.conditional, ctx.cfg.eval.control_token)
-    segment = reading_segmenter(ctx.cfg)
+    segment = reading_segmenter(ctx)
     return prefix + text_ids(ctx.tokenizer, text, segment, segment_control_ids(ctx))
 
 

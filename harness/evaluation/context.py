@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from harness.config import Config
+from harness.tasks import Task, resolve_task
 
 
 @dataclass
@@ -28,3 +29,8 @@ class EvalContext:
     # During training an unreachable or failing completions API (eval.api_kl_model) skips
     # eval/kl_api with a note; scripts/evaluate.py fails with the client's message instead.
     skip_unavailable_api: bool = False
+    task: Task = field(init=False)
+    """The run's task (scorer, thresholds, banned tokens, prompts), resolved once from cfg.data."""
+
+    def __post_init__(self) -> None:
+        self.task = resolve_task(self.cfg.data)

@@ -77,7 +77,7 @@ def kl_terms(
     else:
         ours = model_logprobs(ctx, texts)
     ref_start = ref_tok.bos_token_id if ref_tok.bos_token_id is not None else ref_tok.eos_token_id
-    segment = reading_segmenter(ctx.cfg)
+    segment = reading_segmenter(ctx)
     theirs = sequence_logprobs(ref, [[ref_start] + text_ids(ref_tok, t, segment) for t in texts], 1)
     return [
         {"logp_model": lp, "model_tokens": n, "logp_ref": rp}

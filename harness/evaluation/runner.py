@@ -68,7 +68,7 @@ from harness.evaluation.sampling import (
 from harness.evaluation.scenarios import Scenario, build_scenarios
 from harness.faults import stop_requested
 from harness.scoring import build_scorer
-from harness.tasks import resolve_task
+from harness.tasks import Task, resolve_task
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def run_scenario(
     """Generate, score (and log-score for KL) this rank's samples; gather all records, by index."""
     ev = ctx.cfg.eval
     tok = ctx.tokenizer
-    banned = resolve_task(ctx.cfg.data).banned_token_ids(
+    banned = ctx.task.banned_token_ids(
         tok, ctx.conditional, ev.banned_control_tokens, ev.control_token
     )
     with_kl = with_kl and scenario.name == "unconditional" and ev.reference_model is not None
@@ -261,7 +261,7 @@ def scenario_metrics(
 
     The paper's self-BLEU-5 (nltk, ~0.1 s per hypothesis) is computed in shards over the ranks.
     """
-    ev, task = ctx.cfg.eval, resolve_task(ctx.cfg.data)
+    ev, task = ctx.cfg.eval, ctx.task
     threshold = ev.threshold if ev.threshold is not None else task.eval_threshold
     hits = ev.hit_threshold if ev.hit_threshold is not None else task.hit_threshold
     texts = [r["text"] for r in records]
@@ -342,9 +342,9 @@ def controllability(
     }
 
 
-def eval_scorer(cfg: Config):
+def eval_scorer(cfg: Config, task: Task | None = None):
     """The scorer of the samples (built once per options); a ValueError saying what to change if it cannot be built."""
-    options = resolve_task(cfg.data).scorer_options(
+    options = (task or resolve_task(cfg.data)).scorer_options(
         cfg.eval.scorer_options if cfg.eval.scorer_options is not None else cfg.data.scorer_options,
         cfg.data.offline_scorers,
     )
@@ -365,9 +365,9 @@ def evaluate_model(
     ev, cfg = ctx.cfg.eval, ctx.cfg
     # First, so that scripts/evaluate.py fails before any sampling when the API cannot be used.
     api_samples = fetch_api_samples(ctx)
-    task = resolve_task(cfg.data)
+    task = ctx.task
     scenarios = build_scenarios(ev.scenarios, task, ev.prompts, ev.prompt_sampling, cfg.run.seed)
-    scorer = eval_scorer(cfg) if scenarios else None
+    scorer = eval_scorer(cfg, task) if scenarios else None
     if ev.reference_model is None and "unconditional" in ev.scenarios:
         ctx.notes.append("eval/kl_ref skipped: eval.reference_model is not set")
     if ev.threshold is None and task.eval_threshold is None:
