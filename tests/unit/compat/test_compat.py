@@ -39,7 +39,7 @@ from harness.evaluation.openai_client import (
 from harness.run_config import parse_config
 from harness.tasks import BUILTIN_TASKS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = ROOT / "configs" / "original"  # the shipped original pairs
 TASKS = ("toxicity", "pii", "pep8")
 METHODS = ("mle", "filtering", "conditional", "ul", "awr", "rwr")

@@ -17,7 +17,7 @@ import pytest
 import harness.cli
 from harness.config import SECTIONS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def entry_points() -> dict[str, str]:

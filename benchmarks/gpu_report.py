@@ -1,10 +1,10 @@
 """The report of scripts/gpu_check.sh: device, versions, commands, numbers and the issue's targets.
 
-    python scripts/gpu_report.py --workdir /tmp/gpu_check.X --out docs/benchmarks/gpu.md [--dry-run]
+    python benchmarks/gpu_report.py --workdir /tmp/gpu_check.X --out docs/benchmarks/gpu.md [--dry-run]
 
 Reads what gpu_check.sh left in --workdir: `parts.tsv` (one line per part: name, exit code,
 seconds, budget, log file, command), `kernels_<dtype>.xml` (pytest's JUnit XML), `loss.json`
-(scripts/bench_loss.py --json-out) and `train.json` (scripts/bench_train.py --json-out). A part
+(benchmarks/bench_loss.py --json-out) and `train.json` (benchmarks/bench_train.py --json-out). A part
 that failed or was cut off shows as such, with the tail of its log; a number that was not
 measured is never filled in. The report is written through a temporary file and a rename.
 """
@@ -23,8 +23,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-SCRIPTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(SCRIPTS.parent))  # run from a checkout, no install
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run from a checkout, no install
 
 PACKAGES = ("torch", "transformers", "deepspeed", "triton", "liger-kernel", "cut-cross-entropy")
 KERNEL_DTYPES = ("float32", "bfloat16")
@@ -270,7 +270,7 @@ def loss_section(loss: dict[str, Any] | None) -> str:
     text = f"{head}; torch {loss['meta']['torch']}.\n\n" + bench_loss.markdown_table(rows)
     if any("not importable" in r["status"] for r in rows):
         text += (
-            "\n\nA provider not importable here: `bash scripts/gpu_wheels.sh .whl` where pip "
+            "\n\nA provider not importable here: `bash benchmarks/gpu_wheels.sh .whl` where pip "
             "reaches an index brings Liger-Kernel and Cut Cross-Entropy (and the harness's "
             "dependencies) as wheels; then `bash scripts/gpu_check.sh --wheels .whl`."
         )
@@ -306,7 +306,7 @@ def train_section(train: dict[str, Any] | None) -> str:
         f"{s['global_batch']}, micro batch {s['micro_batch']}, {s['precision']}, {s['zero']}, "
         f"{s['steps']} steps logged every {s['log_every']}; the median over the windows after "
         f"step 1 and {s['skip_windows']} warm-up window(s). Dropout 0 and no "
-        "reorder_and_upcast_attn (the paper configs' eager attention: scripts/bench_attention.py)."
+        "reorder_and_upcast_attn (the paper configs' eager attention: benchmarks/bench_attention.py)."
         + (f" Extra train.py flags: `{s['train_args']}`." if s.get("train_args") else ""),
         f"Data: {data.get('status', 'not run')}"
         + "".join(f", {k} {data[k]['seconds']:.0f} s" for k in ("corpus", "prepare") if k in data)
@@ -425,10 +425,10 @@ def render(workdir: Path, dry_run: bool, note: str = "", command: str = "") -> s
             "1. Kernel tests: `pytest tests/kernels`, once per dtype (PHF_KERNELS_DTYPE)",
             kernels_section(workdir, parts),
         ),
-        ("2. Loss benchmark: `scripts/bench_loss.py`", loss_section(loss)),
-        ("3. Training throughput: `scripts/bench_train.py`", train_section(train)),
+        ("2. Loss benchmark: `benchmarks/bench_loss.py`", loss_section(loss)),
+        ("3. Training throughput: `benchmarks/bench_train.py`", train_section(train)),
         (
-            "4. Attention: `scripts/bench_attention.py` (eager+reorder is the paper configs')",
+            "4. Attention: `benchmarks/bench_attention.py` (eager+reorder is the paper configs')",
             attention_section(attention),
         ),
         ("Commands", commands_section(parts_list, train)),

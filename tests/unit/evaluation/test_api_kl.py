@@ -1,6 +1,6 @@
 """eval/kl_api: KL(API model || model) on samples of an OpenAI-compatible completions API.
 
-The API is the local stub of tests/test_compat.py (127.0.0.1), serving known texts and
+The API is the local stub of tests/unit/compat/test_compat.py (127.0.0.1), serving known texts and
 log-probabilities; the model is a tiny random GPT-2 with a BPE tokenizer trained here. The
 expected model log-probabilities are computed in the test, one unpadded forward per text.
 """
@@ -25,9 +25,9 @@ from harness.evaluation.openai_client import OpenAIError
 from harness.evaluation.runner import EvalContext, evaluate_model
 from harness.model import build_model
 from harness.tokenizer import load_tokenizer, train_bpe
-from tests.test_compat import StubAPI
+from tests.unit.compat.test_compat import StubAPI
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 SEQ_LEN = 64
 CODE = [

@@ -17,7 +17,7 @@ from harness.data.score_stage import ScoringManifest, read_shard, shard_paths
 from harness.objectives import build_objective
 from harness.run_config import parse_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def make_cfg(tmp_path, *extra):

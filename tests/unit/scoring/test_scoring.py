@@ -1,6 +1,6 @@
 """Tests for harness/scoring: segmenters, the pep8/pii/toxicity scorers and build_scorer.
 
-Run: pytest tests/test_scoring.py  (offline; about half a minute, mostly imports of scrubadub,
+Run: pytest tests/unit/scoring/test_scoring.py  (offline; about half a minute, mostly imports of scrubadub,
 scikit-learn and transformers).
 """
 

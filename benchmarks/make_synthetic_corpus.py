@@ -1,8 +1,8 @@
 """Benchmark corpus generator: a streamed, realistic corpus of a given size in the scored schema.
 
-    python scripts/make_synthetic_corpus.py --out /tmp/corpus400 --size 400MB
-    python scripts/make_synthetic_corpus.py --out /tmp/c4g --size 4GB --format both --kind mixed
-    python scripts/make_synthetic_corpus.py --out /tmp/prose --size 1.5GB --kind prose --unscored
+    python benchmarks/make_synthetic_corpus.py --out /tmp/corpus400 --size 400MB
+    python benchmarks/make_synthetic_corpus.py --out /tmp/c4g --size 4GB --format both --kind mixed
+    python benchmarks/make_synthetic_corpus.py --out /tmp/prose --size 1.5GB --kind prose --unscored
 
 Documents are seeded, cheaply mutated copies of the standard library's .py files (`--kind code`,
 segments are lines) or of /usr/share/doc copyright/README files (`prose`, segments are sentences,

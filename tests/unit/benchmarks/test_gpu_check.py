@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def load(path: Path, name: str):
@@ -21,8 +21,8 @@ def load(path: Path, name: str):
     return module
 
 
-report = load(ROOT / "scripts" / "gpu_report.py", "gpu_report")
-bench_train = load(ROOT / "scripts" / "bench_train.py", "bench_train")
+report = load(ROOT / "benchmarks" / "gpu_report.py", "gpu_report")
+bench_train = load(ROOT / "benchmarks" / "bench_train.py", "bench_train")
 kernels_conftest = load(ROOT / "tests" / "kernels" / "conftest.py", "kernels_conftest")
 
 SHAPES = ("8192x768x50257", "8192x2304x256000")
@@ -120,7 +120,7 @@ def test_report_reads_failed_parts_and_missing_results(tmp_path):
             pytest_log,
             "env PHF_KERNELS_DTYPE=float32 python3 -m pytest",
         ),
-        ("loss", 124, 210.0, 210, log, "python3 scripts/bench_loss.py --device cuda"),
+        ("loss", 124, 210.0, 210, log, "python3 benchmarks/bench_loss.py --device cuda"),
     ]
     (tmp_path / "parts.tsv").write_text("".join("\t".join(map(str, p)) + "\n" for p in parts))
     text = report.render(tmp_path, dry_run=True, note="A note.", command="bash x")
@@ -179,4 +179,4 @@ def test_dry_run_writes_a_full_report(tmp_path):
     ]
     assert len(targets) == 4  # three loss targets and the MFU one
     assert "| fused loss (torch) faster than Liger at every shape | not measured |" in text
-    assert "deepspeed --num_gpus 1" in text and "scripts/bench_loss.py" in text
+    assert "deepspeed --num_gpus 1" in text and "benchmarks/bench_loss.py" in text

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_corpus.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "make_synthetic_corpus.py"
 SIZE = 300_000
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wheels for `bash scripts/gpu_check.sh --wheels DIR` on a GPU machine without network.
 #
-#   bash scripts/gpu_wheels.sh .whl          # here, where pip reaches a package index
+#   bash benchmarks/gpu_wheels.sh .whl          # here, where pip reaches a package index
 #   bash scripts/gpu_check.sh --wheels .whl  # there (.whl is ignored by git: copy it along)
 #
 # The target is a CUDA image with Python 3.12 (PYTHON_VERSION overrides) on x86-64 Linux that
@@ -15,7 +15,7 @@
 # that image; on another one, `python3 -m pip check` there names what is missing.
 set -euo pipefail
 
-DIR=${1:?usage: bash scripts/gpu_wheels.sh DIR}
+DIR=${1:?usage: bash benchmarks/gpu_wheels.sh DIR}
 PY=${PYTHON:-python3}
 PYV=${PYTHON_VERSION:-3.12}
 mkdir -p "$DIR"

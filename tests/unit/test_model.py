@@ -8,7 +8,7 @@ from harness.config import Config, ModelConfig, ObjectiveConfig
 from harness.model import LossModel, build_model, model_stats
 from harness.objectives import build_objective
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = ModelConfig(n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 

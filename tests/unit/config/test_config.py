@@ -10,7 +10,7 @@ from harness.cli import train_main
 from harness.config import ConfigError, gradient_accumulation_steps, total_steps
 from harness.run_config import parse_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
