@@ -235,7 +235,7 @@ def write_json(path: Path | None, result: dict[str, Any]) -> None:
 
 def prepare(args: argparse.Namespace, workdir: Path, budget: Budget) -> dict[str, Any]:
     """Synthetic corpus, then scoring + BPE + packing: {corpus, prepare, vocab_size, status}."""
-    corpus = [sys.executable, str(ROOT / "scripts" / "make_synthetic_corpus.py")]
+    corpus = [sys.executable, str(ROOT / "benchmarks" / "make_synthetic_corpus.py")]
     corpus += ["--out", str(workdir / "corpus"), "--size", args.corpus_size]
     out: dict[str, Any] = {"corpus": run_logged(corpus, workdir / "corpus.log", budget)}
     out["corpus"] = failure(out["corpus"], workdir / "corpus.log")
