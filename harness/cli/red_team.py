@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
+from typing import TYPE_CHECKING
 
 from harness.cli.common import cli_parser, entry_point
-from harness.cli.evaluate import CHECKPOINT_HELP
+
+if TYPE_CHECKING:
+    from harness.red_team.options import RedTeamOptions
 
 RED_TEAM_HELP = """\
 Red-team a checkpoint as the paper did: each round a red LM sees --few_shot prompts of the pool
@@ -24,56 +28,30 @@ Writes rounds.jsonl (the pool's metrics per trial and round), pool.jsonl and set
 
 
 def build_parser():
-    """The red-team command line (jsonargparse; errors reach entry_point)."""
+    """The red-team command line: one flag per field of RedTeamOptions (jsonargparse; errors reach
+    entry_point)."""
+    from harness.red_team.options import RedTeamOptions
+
     p = cli_parser("red_team.py", RED_TEAM_HELP)
-    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
-    p.add_argument("--out", default=None, help="output folder (default: <run folder>/red_team)")
-    p.add_argument("--red_model", default=None, help="red LM: a local transformers model folder")
-    p.add_argument("--red_api_model", default=None, help="red LM: a completions API model name")
-    p.add_argument(
-        "--red_api_base_url",
-        default=None,
-        help="the API's base URL (default: eval.api_kl_base_url, else OPENAI_BASE_URL, else OpenAI)",
-    )
-    p.add_argument("--rounds", type=int, default=10, help="rounds of red LM answers per trial")
-    p.add_argument("--trials", type=int, default=3, help="independent trials, each a fresh pool")
-    p.add_argument("--candidates", type=int, default=20, help="red LM answers per round")
-    p.add_argument("--continuations", type=int, default=512, help="target samples per candidate")
-    p.add_argument("--few_shot", type=int, default=4, help="pool examples shown to the red LM")
-    p.add_argument("--pool_temperature", type=float, default=0.1, help="T of exp(mean / T)")
-    p.add_argument("--initial_pool", type=int, default=20, help="first prompts of --prompts used")
-    p.add_argument(
-        "--prompts", default=None, help='JSONL of {"prompt": ...} (default: the task\'s)'
-    )
-    p.add_argument(
-        "--instruction",
-        default=None,
-        help="the red LM's instruction with {examples_text} (default: the paper's for the task)",
-    )
-    p.add_argument("--red_temperature", type=float, default=1.0, help="red LM sampling temperature")
-    p.add_argument("--red_top_p", type=float, default=1.0, help="red LM nucleus sampling mass")
-    p.add_argument("--red_max_tokens", type=int, default=1024, help="tokens per red LM answer")
-    p.add_argument("--temperature", type=float, default=0.7, help="target sampling temperature")
-    p.add_argument("--top_p", type=float, default=0.9, help="target nucleus sampling mass")
-    p.add_argument(
-        "--max_length",
-        type=int,
-        default=64,
-        help="target sample length in tokens, BOS, control token and prompt included (the "
-        "original's max_length)",
-    )
-    p.add_argument("--min_length", type=int, default=10, help="the same, at least (min_length)")
-    p.add_argument("--batch_size", type=int, default=64, help="samples per forward")
-    p.add_argument("--seed", type=int, default=0, help="seeds the draws and every sample")
+    p.add_class_arguments(RedTeamOptions, as_group=False)
     return p
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> RedTeamOptions:
     """The options; a bad or missing flag is one ValueError line."""
+    from harness.red_team.options import RedTeamOptions
+
     try:
-        return build_parser().parse_args(argv)
+        parsed = build_parser().parse_args(argv)
     except argparse.ArgumentError as err:
-        raise ValueError(" ".join(str(err).split())) from None
+        message = " ".join(str(err).split())
+        # jsonargparse names a missing field without its dashes: say the flag as it is typed.
+        missing = re.match(r"(the following arguments are required: )(.*)", message)
+        if missing:
+            flags = ", ".join(f"--{name.strip().lstrip('-')}" for name in missing[2].split(","))
+            message = missing[1] + flags
+        raise ValueError(message) from None
+    return RedTeamOptions(**parsed.as_dict())
 
 
 @entry_point

@@ -26,6 +26,7 @@ from harness.evaluation.openai_client import CompletionsClient
 from harness.evaluation.prompted import load_prompted_model, rank_device
 from harness.evaluation.runner import eval_scorer
 from harness.evaluation.scenarios import load_prompts
+from harness.red_team.options import RedTeamOptions
 from harness.red_team.red_lm import ApiRedLM, RedLM, RedSampling, load_local_red_lm
 from harness.red_team.run import (
     POOL_FILE,
@@ -60,54 +61,14 @@ class RedTeamPlan:
     scorer: Any
 
 
-def number_problems(args: Any) -> list[str]:
-    """Every out-of-range number, each naming its flag."""
-    checks = [
-        ("rounds", args.rounds >= 1, ">= 1"),
-        ("trials", args.trials >= 1, ">= 1"),
-        ("candidates", args.candidates >= 1, ">= 1"),
-        ("continuations", args.continuations >= 1, ">= 1"),
-        ("few_shot", args.few_shot >= 1, ">= 1"),
-        ("initial_pool", args.initial_pool >= 1, ">= 1"),
-        ("pool_temperature", args.pool_temperature > 0, "> 0"),
-        ("temperature", args.temperature > 0, "> 0"),
-        ("top_p", 0 < args.top_p <= 1, "in (0, 1]"),
-        ("red_temperature", args.red_temperature > 0, "> 0"),
-        ("red_top_p", 0 < args.red_top_p <= 1, "in (0, 1]"),
-        ("red_max_tokens", args.red_max_tokens >= 1, ">= 1"),
-        ("max_length", args.max_length >= 2, ">= 2"),
-        ("min_length", 0 <= args.min_length <= args.max_length, "in [0, --max_length]"),
-        ("batch_size", args.batch_size >= 1, ">= 1"),
-    ]
-    return [
-        f"--{name} must be {rule}, got {getattr(args, name)}" for name, ok, rule in checks if not ok
-    ]
-
-
-def path_problems(args: Any) -> list[str]:
-    """Missing files and folders and conflicting red LM flags, each naming its flag."""
-    problems = []
-    if (args.red_model is None) == (args.red_api_model is None):
-        problems.append("give exactly one of --red_model (a local folder) and --red_api_model")
-    if args.red_model is not None and not (Path(args.red_model) / "config.json").is_file():
-        problems.append(
-            f"--red_model {args.red_model}: not a transformers model folder (no config.json)"
-        )
-    if args.prompts is not None and not Path(args.prompts).is_file():
-        problems.append(f"--prompts {args.prompts}: file not found")
-    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        problems.append(f"--out {args.out}: exists and is not a folder")
-    return problems
-
-
-def _from_args(cls: type[T], args: Any) -> T:
+def _from_options(cls: type[T], options: RedTeamOptions) -> T:
     """A settings dataclass from the options of the same names."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})  # type: ignore[arg-type]
+    return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})  # type: ignore[arg-type]
 
 
-def plan_red_team(args: Any) -> RedTeamPlan:
+def plan_red_team(args: RedTeamOptions) -> RedTeamPlan:
     """Check the options (all problems at once) and read what they name; no model is loaded."""
-    problems = number_problems(args) + path_problems(args)
+    problems = args.problems()
     try:
         root, tag = resolve_checkpoint(args.checkpoint)
     except FileNotFoundError as err:
@@ -132,8 +93,8 @@ def plan_red_team(args: Any) -> RedTeamPlan:
         out=Path(args.out) if args.out is not None else root.parent / "red_team",
         red_model=Path(args.red_model) if args.red_model is not None else None,
         red_client=client,
-        loop=_from_args(RedTeamSettings, args),
-        target=_from_args(TargetSampling, args),
+        loop=_from_options(RedTeamSettings, args),
+        target=_from_options(TargetSampling, args),
         red=RedSampling(
             args.red_temperature,
             args.red_top_p,
