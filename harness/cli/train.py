@@ -3,6 +3,8 @@ work), then the library."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from harness.cli.common import entry_point
 from harness.compat import is_original_cli, translate_original_cli
 from harness.config import config_to_yaml
@@ -122,39 +124,16 @@ def prepare_main(argv: list[str]) -> int:
     from harness.data.prepare import ClusterOptions, prepare
 
     parser = build_parser("prepare.py", PREPARE_HELP, usage=PREPARE_USAGE)
-    parser.add_argument(
-        "--executor",
-        choices=["local", "slurm", "ray"],
-        default="local",
-        help="where the stages run: a pool of --workers processes here, SLURM or a Ray cluster",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=1, help="local: processes; slurm/ray: tasks at once"
-    )
-    parser.add_argument(
-        "--partition", default=None, help="slurm: partition (default: the cluster's default one)"
-    )
-    parser.add_argument("--time", default="04:00:00", help="slurm: time limit of one task")
-    parser.add_argument("--cpus_per_task", type=int, default=1, help="slurm/ray: CPUs per task")
-    parser.add_argument(
-        "--mem_per_cpu_gb", type=float, default=4.0, help="slurm/ray: memory per CPU of a task (GB)"
-    )
-    parser.add_argument("--env_command", default=None, help="slurm: run before each task")
-    parser.add_argument(
-        "--ray_address",
-        default=None,
-        help="ray: HOST:PORT, ray://HOST:PORT, auto or local (default: RAY_ADDRESS, the cluster "
-        "`ray start` last started here, else a local Ray for this run)",
-    )
-    parser.add_argument(
-        "--wait", action="store_true", help="slurm: wait for the jobs; exit 1 naming a failed task"
-    )
+    # One flag per field of ClusterOptions (its docstrings are the help); --wait stays a bare flag.
+    parser.add_class_arguments(ClusterOptions, as_group=False, skip={"wait", "sbatch_args"})
+    wait_help = "slurm: wait for the jobs; exit 1 naming a failed task"
+    parser.add_argument("--wait", action="store_true", help=wait_help)
     ns = parse_namespace(parser, argv)
     cfg = config_of(ns)
-    flags = ("executor", "workers", "partition", "time", "cpus_per_task", "mem_per_cpu_gb")
-    cluster = ClusterOptions(
-        **{name: ns[name] for name in (*flags, "env_command", "wait", "ray_address")}
-    )
+    names = [f.name for f in fields(ClusterOptions) if f.name != "sbatch_args"]
+    cluster = ClusterOptions(**{name: ns[name] for name in names})
+    if problems := cluster.problems():
+        raise ValueError("; ".join(problems))
     from harness import distributed as dist
 
     dist.configure_logging()

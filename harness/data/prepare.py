@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from datatrove.pipeline.base import PipelineStep
 
@@ -58,18 +58,36 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ClusterOptions:
-    """How `scripts/prepare.py` runs the stages."""
+    """How `scripts/prepare.py` runs the stages: each field is its flag of the same name."""
 
-    executor: str = "local"
-    workers: int = 1  # local: processes; ray/slurm: tasks at once (-1: no limit)
-    partition: str | None = None  # slurm
-    time: str = "04:00:00"  # slurm: time limit of one task
+    executor: Literal["local", "slurm", "ray"] = "local"
+    """Where the stages run: a pool of --workers processes here, SLURM or a Ray cluster."""
+    workers: int = 1
+    """local: processes; slurm/ray: tasks at once (-1: no limit)."""
+    partition: str | None = None
+    """slurm: partition (default: the cluster's default one)."""
+    time: str = "04:00:00"
+    """slurm: time limit of one task."""
     cpus_per_task: int = 1
+    """slurm/ray: CPUs per task."""
     mem_per_cpu_gb: float = 4.0
-    env_command: str | None = None  # slurm: run before each task, e.g. activating a venv
+    """slurm/ray: memory per CPU of a task (GB)."""
+    env_command: str | None = None
+    """slurm: run before each task, e.g. activating a venv."""
+    ray_address: str | None = None
+    """ray: HOST:PORT, ray://HOST:PORT, auto or local (default: RAY_ADDRESS, the cluster `ray start` last started here, else a local Ray for this run)."""
+    wait: bool = False
+    """slurm: wait for the jobs; exit 1 naming a failed task."""
     sbatch_args: dict[str, Any] = field(default_factory=dict)
-    ray_address: str | None = None  # ray: HOST:PORT, auto, local; None: RAY_ADDRESS or ray.init's
-    wait: bool = False  # slurm: wait for the jobs; a failed task is an error naming it
+    """Further sbatch options, e.g. {"account": "lab"} (library use; the memory one is set from mem_per_cpu_gb)."""
+
+    def problems(self) -> list[str]:
+        """What is wrong before any executor is asked. The resources of a task are checked
+        against the cluster itself, before any work: `slurm.check_slurm_options` (partition,
+        memory) and `ray_stages.check_resources` (CPUs and memory against the nodes)."""
+        if self.workers < 1 and self.workers != -1:
+            return [f"--workers must be >= 1 (or -1: no limit), got {self.workers}"]
+        return []
 
 
 class FinishScoring(PipelineStep):

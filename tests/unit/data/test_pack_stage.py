@@ -272,3 +272,23 @@ def test_pack_spec_and_scoring_manifest_round_trip_through_json(tmp_path):
         and raw["shards"][1]["file"] == "b.parquet"
     )
     assert ScoringManifest.from_json(manifest.to_json()) == manifest
+
+
+def test_prepare_flags_are_the_cluster_options_fields(capsys):
+    """scripts/prepare.py is configured one way: a flag per ClusterOptions field (docstring as help)."""
+    from dataclasses import fields
+
+    from harness.cli.train import prepare_main
+    from harness.data.prepare import ClusterOptions
+
+    assert ClusterOptions(workers=0).problems() == [
+        "--workers must be >= 1 (or -1: no limit), got 0"
+    ]
+    assert ClusterOptions(workers=-1).problems() == []
+    with pytest.raises(SystemExit):
+        prepare_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in fields(ClusterOptions):
+        if f.name != "sbatch_args":
+            assert f"--{f.name}" in text
+    assert "slurm: time limit of one task" in text  # the field's docstring is its help
