@@ -7,9 +7,14 @@ import json
 import logging
 import os
 import sys
+from dataclasses import fields
+from typing import TypeVar
 
 from harness.cli.common import cli_parser, entry_point
 from harness.cli.evaluate import CHECKPOINT_HELP
+from harness.downstream.settings import GlueSettings, HumanEvalSettings
+
+T = TypeVar("T")
 
 HUMANEVAL_HELP = """\
 HumanEval pass@k of a checkpoint (sampled, sharded over the ranks of a deepspeed/torchrun
@@ -44,13 +49,9 @@ def default_out(args, name: str) -> str:
     return str(root.parent / name)
 
 
-def parse_ks(text: str) -> list[int]:
-    """`1,10,100` -> [1, 10, 100]."""
-    try:
-        ks = sorted({int(part) for part in str(text).split(",") if part.strip()})
-    except ValueError:
-        raise ValueError(f"--k: expected comma-separated integers, got {text!r}") from None
-    return ks
+def settings_of(cls: type[T], args) -> T:
+    """The settings dataclass `cls` from the parsed flags of its fields."""
+    return cls(**{f.name: args[f.name] for f in fields(cls)})
 
 
 def _humaneval_parser():
@@ -67,60 +68,27 @@ def _humaneval_parser():
         help="folder for humaneval.json and samples.jsonl (default: <run>/downstream, where "
         "scripts/report.py looks)",
     )
-    parser.add_argument(
-        "--samples_per_problem", type=int, default=200, help="completions sampled per problem"
-    )
-    parser.add_argument("--k", default="1,10,100", help="pass@k for these k (those <= samples)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first P problems")
-    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
-    parser.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling mass")
-    parser.add_argument("--max_new_tokens", type=int, default=256, help="tokens per completion")
-    parser.add_argument("--min_new_tokens", type=int, default=0, help="EOS banned until then")
-    parser.add_argument("--batch_size", type=int, default=50, help="samples per forward, per rank")
-    parser.add_argument("--seed", type=int, default=None, help="default: the run's seed")
-    parser.add_argument("--timeout_s", type=float, default=3.0, help="wall clock per program")
-    parser.add_argument("--memory_mb", type=int, default=1024, help="address space per program")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=min(4, os.cpu_count() or 1),
-        help="programs at once, per rank",
-    )
+    # Every other flag is a field of HumanEvalSettings, its docstring the help.
+    parser.add_class_arguments(HumanEvalSettings, as_group=False)
     return parser
 
 
 @entry_point
 def humaneval_main(argv: list[str]) -> int:
     """`scripts/humaneval.py`: pass@k of a checkpoint or of a samples file; prints pass@k (rank 0)."""
-    args = _humaneval_parser().parse_args(argv)
+    parser = _humaneval_parser()
+    args = parser.parse_args(argv)
     from harness import distributed as dist
-    from harness.downstream.humaneval import (
-        HumanEvalSettings,
-        evaluate_checkpoint,
-        evaluate_samples_file,
-    )
-    from harness.downstream.sandbox import Limits
+    from harness.downstream.humaneval import evaluate_checkpoint, evaluate_samples_file
 
+    settings = settings_of(HumanEvalSettings, args)
     if (args.checkpoint is None) == (args.samples_file is None):
         raise ValueError("give exactly one of --checkpoint and --samples_file")
     if args.samples_file is not None and not os.path.isfile(args.samples_file):
         raise FileNotFoundError(f"--samples_file {args.samples_file} not found")
-    args.out = default_out(args, "downstream")
-    settings = HumanEvalSettings(
-        samples_per_problem=args.samples_per_problem,
-        ks=parse_ks(args.k),
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
-        min_new_tokens=args.min_new_tokens,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        limit=args.limit,
-        workers=args.workers,
-        limits=Limits(timeout_s=args.timeout_s, memory_mb=args.memory_mb),
-    )
     if problems := settings.problems():
         raise ValueError("; ".join(problems))
+    args.out = default_out(args, "downstream")
     # DeepSpeed prints its set-up and the checkpoint consolidation: keep stdout for the result.
     with contextlib.redirect_stdout(sys.stderr):
         if args.checkpoint is not None or dist.env_world_size() > 1:
@@ -142,22 +110,12 @@ def _glue_parser():
     parser.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     parser.add_argument("--data_dir", required=True, help="folder with the GLUE tasks' data")
     parser.add_argument(
-        "--tasks",
-        default="cola,sst2,mrpc,qqp,stsb,mnli,qnli,rte,wnli",
-        help="comma-separated GLUE tasks",
-    )
-    parser.add_argument(
         "--out",
         default=None,
         help="folder for glue.json (default: <run>/downstream, where scripts/report.py looks)",
     )
-    parser.add_argument("--epochs", type=int, default=3, help="finetuning epochs per task")
-    parser.add_argument("--lr", type=float, default=2e-5, help="finetuning learning rate")
-    parser.add_argument("--batch_size", type=int, default=32, help="examples per step")
-    parser.add_argument("--max_length", type=int, default=128, help="tokens per example")
-    parser.add_argument("--seed", type=int, default=None, help="default: the run's seed")
-    parser.add_argument("--limit_train", type=int, default=None, help="first N train examples")
-    parser.add_argument("--limit_eval", type=int, default=None, help="first N validation examples")
+    # Every other flag is a field of GlueSettings, its docstring the help.
+    parser.add_class_arguments(GlueSettings, as_group=False)
     return parser
 
 
@@ -170,23 +128,13 @@ def glue_main(argv: list[str]) -> int:
 
     if dist.env_world_size() > 1:
         raise ValueError("run scripts/glue.py with plain python: GLUE finetuning is one process")
-    tasks = parse_tasks(args.tasks)
-    check_data(args.data_dir, tasks)  # before the model is loaded
-    args.out = default_out(args, "downstream")
-    from harness.downstream.glue import GlueSettings, run_glue
-
-    settings = GlueSettings(
-        tasks=tasks,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        seed=args.seed,
-        limit_train=args.limit_train,
-        limit_eval=args.limit_eval,
-    )
+    settings = settings_of(GlueSettings, args)
     if problems := settings.problems():
         raise ValueError("; ".join(problems))
+    check_data(args.data_dir, parse_tasks(settings.tasks))  # before the model is loaded
+    args.out = default_out(args, "downstream")
+    from harness.downstream.glue import run_glue
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with contextlib.redirect_stdout(sys.stderr):
         summary = run_glue(args.checkpoint, args.data_dir, settings, args.out)

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,50 +34,19 @@ from torch import nn
 from harness.atomic import atomic_write_text
 from harness.checkpoints.inference import load_checkpoint_model, resolve_checkpoint
 from harness.downstream.glue_data import (
-    TASKS,
     GlueSplit,
     GlueTask,
     check_data,
+    parse_tasks,
     read_task,
     task_metrics,
     task_score,
 )
+from harness.downstream.settings import GlueSettings
 from harness.evaluation.sampling import max_positions
 from harness.model import backbone
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GlueSettings:
-    """Finetuning settings (the flags of scripts/glue.py)."""
-
-    tasks: list[GlueTask] = field(default_factory=lambda: list(TASKS.values()))
-    epochs: int = 3
-    lr: float = 2e-5
-    batch_size: int = 32
-    max_length: int = 128
-    seed: int | None = None
-    """None: the run's seed (run.seed of the checkpoint's config)."""
-    limit_train: int | None = None
-    limit_eval: int | None = None
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-
-    def problems(self) -> list[str]:
-        """What is wrong with the settings, one line each."""
-        out = []
-        if self.epochs < 1 or self.batch_size < 1:
-            out.append("--epochs and --batch_size must be at least 1")
-        if self.lr <= 0:
-            out.append("--lr must be positive")
-        if self.max_length < 8:
-            out.append("--max_length must be at least 8")
-        for name in ("limit_train", "limit_eval"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                out.append(f"--{name} must be at least 1")
-        return out
 
 
 class SequenceClassifier(nn.Module):
@@ -250,7 +218,8 @@ def run_glue(
 ) -> dict[str, Any]:
     """Finetune and score every task of `settings` (data checked before the model is loaded)."""
 
-    check_data(data_dir, settings.tasks)
+    tasks = parse_tasks(settings.tasks)
+    check_data(data_dir, tasks)
     root, tag = resolve_checkpoint(checkpoint)
     loaded = load_checkpoint_model(root, tag)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -265,13 +234,13 @@ def run_glue(
         },
         "settings": {
             **{k: v for k, v in vars(settings).items() if k != "tasks"},
-            "tasks": [t.name for t in settings.tasks],
+            "tasks": [t.name for t in tasks],
             "seed": seed,
         },
         "tasks": {},
         "complete": False,
     }
-    for task in settings.tasks:
+    for task in tasks:
         log.info("GLUE %s: finetuning", task.name)
         summary["tasks"][task.name] = result = run_task(
             lm, loaded.tokenizer, task, data_dir, settings, seed
@@ -279,6 +248,6 @@ def run_glue(
         log.info("GLUE %s: %s (%.1f s)", task.name, result["metrics"], result["seconds"])
         scores = [t["score"] for t in summary["tasks"].values()]
         summary["average"] = float(np.mean(scores))
-        summary["complete"] = len(scores) == len(settings.tasks)
+        summary["complete"] = len(scores) == len(tasks)
         write_glue_json(Path(out), summary)
     return summary

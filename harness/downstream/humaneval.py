@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from harness.atomic import atomic_write_text
 from harness.checkpoints.inference import resolve_checkpoint
 from harness.control_tokens import CONTROL_TOKENS
 from harness.downstream.sandbox import Limits, run_program
+from harness.downstream.settings import HumanEvalSettings
 from harness.evaluation.prompted import PromptedModel, load_prompted_model
 from harness.evaluation.sampling import (
     decode_samples,
@@ -53,43 +54,6 @@ log = logging.getLogger(__name__)
 # Codex (Chen et al., 2021, section 2.3) and CodeParrot's human_eval.py stop at these: the
 # function body ends where the next top-level statement starts.
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
-
-
-@dataclass
-class HumanEvalSettings:
-    """What to sample and how to check it (the flags of scripts/humaneval.py)."""
-
-    samples_per_problem: int = 200
-    ks: list[int] = field(default_factory=lambda: [1, 10, 100])
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    min_new_tokens: int = 0
-    batch_size: int = 50
-    seed: int | None = None
-    """None: the run's seed (run.seed of the checkpoint's config)."""
-    limit: int | None = None
-    """Only the first `limit` problems."""
-    workers: int = 2
-    """Programs checked at once, per rank."""
-    limits: Limits = field(default_factory=Limits)
-
-    def problems(self) -> list[str]:
-        """What is wrong with the settings, one line each."""
-        out = []
-        if self.samples_per_problem < 1:
-            out.append("--samples_per_problem must be at least 1")
-        if not self.ks or min(self.ks) < 1:
-            out.append(f"--k must list positive integers, got {self.ks}")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            out.append("--temperature must be > 0 and --top_p in (0, 1]")
-        if self.max_new_tokens < 1 or self.batch_size < 1 or self.workers < 1:
-            out.append("--max_new_tokens, --batch_size and --workers must be at least 1")
-        if self.limit is not None and self.limit < 1:
-            out.append("--limit must be at least 1")
-        if self.limits.timeout_s <= 0 or self.limits.memory_mb < 64:
-            out.append("--timeout_s must be > 0 and --memory_mb at least 64")
-        return out
 
 
 def load_problems(limit: int | None = None) -> list[dict[str, Any]]:
@@ -247,6 +211,10 @@ def finish(
 def settings_record(settings: HumanEvalSettings) -> dict[str, Any]:
     """The settings as humaneval.json records them."""
     record = asdict(settings)
+    record["ks"], record["limits"] = (
+        settings.ks,
+        asdict(settings.limits),
+    )  # as earlier files had them
     record["stop_sequences"] = list(STOP_SEQUENCES)
     return record
 

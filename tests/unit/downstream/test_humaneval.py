@@ -271,9 +271,12 @@ def test_bad_samples_file_is_one_error_line(tmp_path, capsys):
 
 def test_settings_problems_are_collected():
     bad = H.HumanEvalSettings(
-        samples_per_problem=0, ks=[0], temperature=0, limits=Limits(memory_mb=1)
+        samples_per_problem=0, k="0", temperature=0, memory_mb=1
     )
     assert len(bad.problems()) == 4
+    assert H.HumanEvalSettings(k="1,x").problems() == [
+        "--k: expected comma-separated integers, got '1,x'"
+    ]
 
 
 def test_downstream_report_plots_and_tabulates_humaneval_and_glue(tmp_path):
