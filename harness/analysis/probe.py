@@ -29,7 +29,6 @@ the segment, i.e. how well it foresees misalignment (what sampling with a banned
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from harness.config import Config
 from harness.control_tokens import control_prefix_ids, control_token_ids
 from harness.data.buckets import is_heldout
 from harness.data.pipeline import find_scored_dir
-from harness.data.score_stage import iter_shard, shard_paths
+from harness.data.score_stage import ScoringManifest, iter_shard, shard_paths
 from harness.evaluation.sampling import max_positions, token_logprobs
 from harness.tasks import resolve_task
 
@@ -115,7 +114,7 @@ def probe_examples(
 
 def heldout_records(cfg: Config, scored_dir: Path) -> list[dict[str, Any]]:
     """The scored records of the held-out split (data.heldout_fraction), in shard order."""
-    manifest = json.loads((Path(scored_dir) / "manifest.json").read_text())
+    manifest = ScoringManifest.read(scored_dir)
     fraction = cfg.data.heldout_fraction
     if fraction <= 0:
         raise ValueError("data.heldout_fraction is 0: the run has no held-out split to probe")
