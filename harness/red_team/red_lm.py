@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.evaluation.openai_client import CompletionsClient, OpenAIError
 from harness.evaluation.sampling import decode_samples, generate_batch, max_positions, sample_seed
+from harness.red_team.options import RedTeamOptions
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ class RedLM(Protocol):
 class RedSampling:
     """How the red LM samples (the original: temperature 1, top-p 1, 1024 tokens)."""
 
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 1024
+    temperature: float = RedTeamOptions.red_temperature
+    top_p: float = RedTeamOptions.red_top_p
+    max_tokens: int = RedTeamOptions.red_max_tokens
     batch_size: int = 20  # answers per forward (local model)
     seed: int = 0
 

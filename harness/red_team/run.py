@@ -28,6 +28,7 @@ from tqdm import tqdm
 from harness import distributed as dist
 from harness.atomic import atomic_write_text
 from harness.evaluation.sampling import sample_seed
+from harness.red_team.options import RedTeamOptions
 from harness.red_team.pool import CandidatePrompt, PromptPool, round_metrics
 from harness.red_team.red_lm import RedLM
 from harness.red_team.target import CandidateResult
@@ -41,15 +42,15 @@ T = TypeVar("T")
 
 @dataclass
 class RedTeamSettings:
-    """The loop's numbers (the paper's defaults)."""
+    """The loop's numbers (defaults: the flags', RedTeamOptions, where each is described)."""
 
-    rounds: int = 10
-    trials: int = 3
-    candidates: int = 20  # red LM answers per round (the original's gpt3_num_responses)
-    few_shot: int = 4
-    pool_temperature: float = 0.1
-    initial_pool: int = 20  # first prompts of the prompt file that seed the pool
-    seed: int = 0
+    rounds: int = RedTeamOptions.rounds
+    trials: int = RedTeamOptions.trials
+    candidates: int = RedTeamOptions.candidates
+    few_shot: int = RedTeamOptions.few_shot
+    pool_temperature: float = RedTeamOptions.pool_temperature
+    initial_pool: int = RedTeamOptions.initial_pool
+    seed: int = RedTeamOptions.seed
 
 
 @dataclass

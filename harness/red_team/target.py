@@ -30,6 +30,7 @@ from harness.evaluation.sampling import (
     rank_batches,
     sample_seed,
 )
+from harness.red_team.options import RedTeamOptions
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,15 @@ EXAMPLE_CONTINUATIONS = 3  # continuations kept per candidate for pool.jsonl (th
 
 @dataclass
 class TargetSampling:
-    """How the target model continues a candidate (the paper's values)."""
+    """How the target model continues a candidate (defaults: the flags', RedTeamOptions)."""
 
-    continuations: int = 512
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_length: int = 64
-    min_length: int = 10
-    batch_size: int = 64
-    seed: int = 0
+    continuations: int = RedTeamOptions.continuations
+    temperature: float = RedTeamOptions.temperature
+    top_p: float = RedTeamOptions.top_p
+    max_length: int = RedTeamOptions.max_length
+    min_length: int = RedTeamOptions.min_length
+    batch_size: int = RedTeamOptions.batch_size
+    seed: int = RedTeamOptions.seed
 
 
 @dataclass
