@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from jsonargparse import ArgumentParser
 
 from harness.console import first_to_say, print_error_once, quiet_known_noise
 from harness.evaluation.openai_client import OpenAIError
 from harness.run_config import HelpFormatter, strip_launcher_args
+
+T = TypeVar("T")
 
 # Bad input, reported as one line: a config key, a missing file, an unreachable API.
 INPUT_ERRORS = (ValueError, FileNotFoundError, OpenAIError, argparse.ArgumentError)
@@ -55,3 +60,25 @@ def cli_parser(prog: str, description: str | None) -> ArgumentParser:
     return ArgumentParser(
         prog=prog, description=description, exit_on_error=False, formatter_class=HelpFormatter
     )
+
+
+def parse_options(
+    parser: ArgumentParser, argv: list[str], cls: type[T], check: bool = True
+) -> tuple[Any, T]:
+    """(namespace, the settings dataclass `cls` from the flags of its fields); bad input is one
+    ValueError line: a bad or missing flag (named with its dashes, as typed), then (`check`)
+    every problem `cls.problems()` finds."""
+    try:
+        ns = parser.parse_args(argv)
+    except argparse.ArgumentError as err:
+        message = " ".join(str(err).split())
+        # jsonargparse names a missing field without its dashes: say the flag as it is typed.
+        missing = re.match(r"(the following arguments are required: )(.*)", message)
+        if missing:
+            flags = ", ".join(f"--{name.strip().lstrip('-')}" for name in missing[2].split(","))
+            message = missing[1] + flags
+        raise ValueError(message) from None
+    options = cls(**{f.name: ns[f.name] for f in fields(cls) if f.name in ns})  # type: ignore[call-arg]
+    if check and (problems := options.problems()):  # type: ignore[attr-defined]
+        raise ValueError("; ".join(problems))
+    return ns, options

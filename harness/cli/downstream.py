@@ -7,14 +7,10 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
-from typing import TypeVar
 
-from harness.cli.common import cli_parser, entry_point
+from harness.cli.common import cli_parser, entry_point, parse_options
 from harness.cli.evaluate import CHECKPOINT_HELP
 from harness.downstream.settings import GlueSettings, HumanEvalSettings
-
-T = TypeVar("T")
 
 HUMANEVAL_HELP = """\
 HumanEval pass@k of a checkpoint (sampled, sharded over the ranks of a deepspeed/torchrun
@@ -49,11 +45,6 @@ def default_out(args, name: str) -> str:
     return str(root.parent / name)
 
 
-def settings_of(cls: type[T], args) -> T:
-    """The settings dataclass `cls` from the parsed flags of its fields."""
-    return cls(**{f.name: args[f.name] for f in fields(cls)})
-
-
 def _humaneval_parser():
     parser = cli_parser("humaneval.py", HUMANEVAL_HELP)
     parser.add_argument("--checkpoint", default=None, help=CHECKPOINT_HELP)
@@ -76,18 +67,14 @@ def _humaneval_parser():
 @entry_point
 def humaneval_main(argv: list[str]) -> int:
     """`scripts/humaneval.py`: pass@k of a checkpoint or of a samples file; prints pass@k (rank 0)."""
-    parser = _humaneval_parser()
-    args = parser.parse_args(argv)
+    args, settings = parse_options(_humaneval_parser(), argv, HumanEvalSettings)
     from harness import distributed as dist
     from harness.downstream.humaneval import evaluate_checkpoint, evaluate_samples_file
 
-    settings = settings_of(HumanEvalSettings, args)
     if (args.checkpoint is None) == (args.samples_file is None):
         raise ValueError("give exactly one of --checkpoint and --samples_file")
     if args.samples_file is not None and not os.path.isfile(args.samples_file):
         raise FileNotFoundError(f"--samples_file {args.samples_file} not found")
-    if problems := settings.problems():
-        raise ValueError("; ".join(problems))
     args.out = default_out(args, "downstream")
     # DeepSpeed prints its set-up and the checkpoint consolidation: keep stdout for the result.
     with contextlib.redirect_stdout(sys.stderr):
@@ -122,15 +109,12 @@ def _glue_parser():
 @entry_point
 def glue_main(argv: list[str]) -> int:
     """`scripts/glue.py`: finetune and score GLUE tasks; prints each task's score and the average."""
-    args = _glue_parser().parse_args(argv)
+    args, settings = parse_options(_glue_parser(), argv, GlueSettings)
     from harness import distributed as dist
     from harness.downstream.glue_data import check_data, parse_tasks
 
     if dist.env_world_size() > 1:
         raise ValueError("run scripts/glue.py with plain python: GLUE finetuning is one process")
-    settings = settings_of(GlueSettings, args)
-    if problems := settings.problems():
-        raise ValueError("; ".join(problems))
     check_data(args.data_dir, parse_tasks(settings.tasks))  # before the model is loaded
     args.out = default_out(args, "downstream")
     from harness.downstream.glue import run_glue

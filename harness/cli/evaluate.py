@@ -5,15 +5,44 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
-from harness.cli.common import cli_parser, entry_point
+from harness.cli.common import cli_parser, entry_point, parse_options
 from harness.run_config import build_parser
 
 CHECKPOINT_HELP = "a run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder"
 
 
-def checkpoint_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """(`--checkpoint`, `--output_dir`), and the rest of argv for the run config's parser.
+@dataclass
+class ExportOptions:
+    """The flags of scripts/export.py (jsonargparse; the docstrings are the help)."""
+
+    checkpoint: str
+    """A run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder."""
+    out: str | None = None
+    """Output folder (default: <run folder>/hf)."""
+
+    def problems(self) -> list[str]:
+        """What is wrong before the checkpoint is read."""
+        if self.out is not None and Path(self.out).is_file():
+            return [f"--out {self.out}: is a file, not a folder"]
+        return []
+
+
+@dataclass
+class EvaluateOptions:
+    """The flags of scripts/evaluate.py besides the run config's --config and --SECTION.KEY."""
+
+    checkpoint: str
+    """A run folder, its checkpoints/ folder, or one checkpoints/step-XXXXXXXX folder."""
+    output_dir: str | None = None
+    """Where eval/step-XXXXXXXX/ goes (default: the run folder of the checkpoint)."""
+
+
+def checkpoint_args(argv: list[str]) -> tuple[EvaluateOptions, list[str]]:
+    """(`--checkpoint`, `--output_dir`) as EvaluateOptions, and the rest of argv for the run
+    config's parser.
 
     The run config has a `checkpoint` section (`--checkpoint.every_steps`), so `--checkpoint PATH`
     cannot be one of its arguments: it is taken off first (exact names only, no abbreviations).
@@ -37,7 +66,10 @@ def checkpoint_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         print(parser.format_help())
         build_parser("evaluate.py", RUN_CONFIG_HELP, usage=argparse.SUPPRESS).print_help()
         raise SystemExit(0)
-    return parser.parse_known_args(argv)  # a missing --checkpoint: argparse's message, exit 2
+    known, rest = parser.parse_known_args(
+        argv
+    )  # a missing --checkpoint: argparse's message, exit 2
+    return EvaluateOptions(known.checkpoint, known.output_dir), rest
 
 
 EVALUATE_USAGE = (
@@ -89,9 +121,8 @@ def evaluate_main(argv: list[str]) -> int:
 def export_main(argv: list[str]) -> int:
     """`scripts/export.py`: write a Hugging Face folder for a checkpoint."""
     parser = cli_parser("export.py", EXPORT_HELP)
-    parser.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
-    parser.add_argument("--out", default=None, help="output folder (default: <run folder>/hf)")
-    args = parser.parse_args(argv)
+    parser.add_class_arguments(ExportOptions, as_group=False)
+    _, args = parse_options(parser, argv, ExportOptions)
     from harness.checkpoints.export import export_checkpoint
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-import re
 from typing import TYPE_CHECKING
 
-from harness.cli.common import cli_parser, entry_point
+from harness.cli.common import cli_parser, entry_point, parse_options
 
 if TYPE_CHECKING:
     from harness.red_team.options import RedTeamOptions
@@ -38,20 +36,11 @@ def build_parser():
 
 
 def parse_args(argv: list[str]) -> RedTeamOptions:
-    """The options; a bad or missing flag is one ValueError line."""
+    """The options; a bad or missing flag is one ValueError line (plan_red_team checks the values,
+    with the checkpoint, all at once)."""
     from harness.red_team.options import RedTeamOptions
 
-    try:
-        parsed = build_parser().parse_args(argv)
-    except argparse.ArgumentError as err:
-        message = " ".join(str(err).split())
-        # jsonargparse names a missing field without its dashes: say the flag as it is typed.
-        missing = re.match(r"(the following arguments are required: )(.*)", message)
-        if missing:
-            flags = ", ".join(f"--{name.strip().lstrip('-')}" for name in missing[2].split(","))
-            message = missing[1] + flags
-        raise ValueError(message) from None
-    return RedTeamOptions(**parsed.as_dict())
+    return parse_options(build_parser(), argv, RedTeamOptions, check=False)[1]
 
 
 @entry_point

@@ -4,7 +4,8 @@ from dataclasses import fields
 
 import pytest
 
-from harness.cli.downstream import _glue_parser, _humaneval_parser, settings_of
+from harness.cli.common import parse_options
+from harness.cli.downstream import _glue_parser, _humaneval_parser
 from harness.downstream.settings import GlueSettings, HumanEvalSettings
 
 
@@ -21,13 +22,13 @@ def test_every_settings_field_is_a_flag(parser, cls, own):
 
 
 def test_flags_parse_into_the_settings_the_library_takes():
-    args = _humaneval_parser().parse_args(
-        ["--samples_file", "s.jsonl", "--k", "10,1", "--timeout_s", "2"]
-    )
-    settings = settings_of(HumanEvalSettings, args)
+    argv = ["--samples_file", "s.jsonl", "--k", "10,1", "--timeout_s", "2"]
+    _, settings = parse_options(_humaneval_parser(), argv, HumanEvalSettings)
     assert settings.ks == [1, 10] and settings.limits.timeout_s == 2.0
-    glue = settings_of(
-        GlueSettings,
-        _glue_parser().parse_args(["--checkpoint", "c", "--data_dir", "d", "--tasks", "rte"]),
-    )
+    argv = ["--checkpoint", "c", "--data_dir", "d", "--tasks", "rte"]
+    _, glue = parse_options(_glue_parser(), argv, GlueSettings)
     assert glue.tasks == "rte" and glue.epochs == 3
+    with pytest.raises(ValueError, match="--epochs and --batch_size must be at least 1"):
+        parse_options(_glue_parser(), [*argv, "--epochs", "0"], GlueSettings)
+    with pytest.raises(ValueError, match="required: --checkpoint, --data_dir"):
+        parse_options(_glue_parser(), [], GlueSettings)
