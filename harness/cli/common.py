@@ -78,7 +78,13 @@ def parse_options(
             flags = ", ".join(f"--{name.strip().lstrip('-')}" for name in missing[2].split(","))
             message = missing[1] + flags
         raise ValueError(message) from None
+    return ns, options_of(ns, cls, check)
+
+
+def options_of(ns: Any, cls: type[T], check: bool = True) -> T:
+    """The settings dataclass `cls` from the parsed flags of its fields (a field without a flag
+    keeps its default); with `check`, every problem of `cls.problems()` as one ValueError line."""
     options = cls(**{f.name: ns[f.name] for f in fields(cls) if f.name in ns})  # type: ignore[call-arg]
     if check and (problems := options.problems()):  # type: ignore[attr-defined]
         raise ValueError("; ".join(problems))
-    return ns, options
+    return options

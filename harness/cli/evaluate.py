@@ -66,9 +66,8 @@ def checkpoint_args(argv: list[str]) -> tuple[EvaluateOptions, list[str]]:
         print(parser.format_help())
         build_parser("evaluate.py", RUN_CONFIG_HELP, usage=argparse.SUPPRESS).print_help()
         raise SystemExit(0)
-    known, rest = parser.parse_known_args(
-        argv
-    )  # a missing --checkpoint: argparse's message, exit 2
+    # A missing --checkpoint: argparse's message, exit 2.
+    known, rest = parser.parse_known_args(argv)
     return EvaluateOptions(known.checkpoint, known.output_dir), rest
 
 

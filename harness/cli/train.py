@@ -3,9 +3,7 @@ work), then the library."""
 
 from __future__ import annotations
 
-from dataclasses import fields
-
-from harness.cli.common import entry_point
+from harness.cli.common import entry_point, options_of
 from harness.compat import is_original_cli, translate_original_cli
 from harness.config import config_to_yaml
 from harness.console import print_error_once
@@ -130,10 +128,7 @@ def prepare_main(argv: list[str]) -> int:
     parser.add_argument("--wait", action="store_true", help=wait_help)
     ns = parse_namespace(parser, argv)
     cfg = config_of(ns)
-    names = [f.name for f in fields(ClusterOptions) if f.name != "sbatch_args"]
-    cluster = ClusterOptions(**{name: ns[name] for name in names})
-    if problems := cluster.problems():
-        raise ValueError("; ".join(problems))
+    cluster = options_of(ns, ClusterOptions)  # sbatch_args has no flag: its default
     from harness import distributed as dist
 
     dist.configure_logging()
