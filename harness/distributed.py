@@ -51,6 +51,13 @@ def init_distributed() -> None:
         return
     import deepspeed
 
+    # Imported after the group exists, torch.distributed.fsdp (transformers imports it with its
+    # models) keeps the backend alive past destroy_process_group: Gloo's threads then run into
+    # interpreter finalisation, where a rank can abort with "terminate called without an active
+    # exception" after its work is done (seen in scripts/humaneval.py, which builds its model
+    # after init). Imported first, it leaves the group alone.
+    import torch.distributed.fsdp  # noqa: F401
+
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     deepspeed.init_distributed(dist_init_required=True)
