@@ -179,5 +179,7 @@ def runs_table(
     for run in runs:
         folder = find_eval_dir(run, step)
         name = run.name if step is None else f"{run.name} ({folder.name})"
+        if name in columns:  # two runs of one objective (seeds): name them by their parent too
+            name = f"{run.parent.name}/{name}"
         columns[name] = count_codes(scored_sample_texts(folder / "samples.jsonl", scenario))
     return codes_table(columns, top, "held-out files" if with_data else None)

@@ -100,3 +100,15 @@ def test_cli_table_without_data(tmp_path, capsys) -> None:
     assert "| E225 | 250.00 | 0.00 |" in out
     assert violations_main([str(tmp_path / "none"), "--no_data"]) == 2
     assert "no eval/step-*/samples.jsonl" in capsys.readouterr().err
+
+
+def test_cli_two_runs_of_one_name_get_two_columns(tmp_path, capsys) -> None:
+    for seed, text in (("seed42", "x=1\n"), ("seed43", "x = 1\n")):
+        _write_eval(
+            tmp_path / seed / "mle", 10, [{"scenario": "unconditional", "prompt": "", "text": text}]
+        )
+    runs = [str(tmp_path / "seed42" / "mle"), str(tmp_path / "seed43" / "mle")]
+    assert violations_main([*runs, "--no_data"]) == 0
+    out = capsys.readouterr().out
+    assert "| code | mle | seed43/mle |" in out
+    assert "| E225 | 250.00 | 0.00 |" in out
