@@ -47,7 +47,15 @@ def start(args: list[str], log: Path) -> subprocess.Popen:
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: signals reach it as a terminal's would
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    """Ctrl-C's default action, as in a terminal's foreground job. A test session started in the
+    background (`pytest ... &` from a script) inherits SIGINT ignored, and then the `deepspeed`
+    command would ignore it too (exit 1 instead of dying of it) while the ranks still stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextmanager
